@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DcdnConfig(AppConfig):
+    name = "panel.dcdn"
+    label = "dcdn"
