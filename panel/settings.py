@@ -223,6 +223,17 @@ DCDN_READ_TIMEOUT = env_float("DCDN_READ_TIMEOUT", 10.0)
 DCDN_RATE_LIMIT_PER_MINUTE = int(os.environ.get("DCDN_RATE_LIMIT_PER_MINUTE", "60"))
 # How long a caller may wait for budget before it gets RateLimited instead.
 DCDN_BUDGET_MAX_WAIT = env_float("DCDN_BUDGET_MAX_WAIT", 5.0)
+# The sliding window the provider's limit applies to, plus a margin so that latency
+# differences between our clock and the provider's cannot push a burst over the limit.
+DCDN_RATE_WINDOW_SECONDS = env_float("DCDN_RATE_WINDOW_SECONDS", 60.0)
+DCDN_BUDGET_MARGIN_SECONDS = env_float("DCDN_BUDGET_MARGIN_SECONDS", 1.0)
+# Budget keys live in Redis next to the cache; the cache prefix keeps deployments apart.
+DCDN_BUDGET_KEY_PREFIX = os.environ.get(
+    "DCDN_BUDGET_KEY_PREFIX", f"{os.environ.get('CACHE_KEY_PREFIX', 'panel')}:dcdn:budget"
+)
+# GETs only: attempts in all, and the first backoff (doubled each time, with jitter).
+DCDN_RETRY_ATTEMPTS = int(os.environ.get("DCDN_RETRY_ATTEMPTS", "3"))
+DCDN_RETRY_BACKOFF_SECONDS = env_float("DCDN_RETRY_BACKOFF_SECONDS", 0.5)
 DCDN_CATALOG_CACHE_SECONDS = int(os.environ.get("DCDN_CATALOG_CACHE_SECONDS", "3600"))
 # Instances snapshot: the most often one user's instances are fetched upstream.
 DCDN_SNAPSHOT_SECONDS = env_float("DCDN_SNAPSHOT_SECONDS", 2.0)

@@ -65,6 +65,10 @@ def _datetime(value: Any) -> datetime | None:
         return None
 
 
+def _json_safe(raw: dict) -> dict:
+    return {k: str(v) if isinstance(v, Decimal) else v for k, v in raw.items()}
+
+
 def _list(data: Any, key: str) -> list:
     value = _req(data, key)
     if not isinstance(value, list):
@@ -163,6 +167,24 @@ class Catalog:
 
     def image(self, image_id: str) -> Image | None:
         return next((i for i in self.images if i.id == image_id), None)
+
+    def to_cache(self) -> dict:
+        """A JSON-safe dict (decimals as strings) for the shared cache."""
+        return {
+            "plans": [_json_safe(asdict(p)) for p in self.plans],
+            "images": [asdict(i) for i in self.images],
+            "regions": [asdict(r) for r in self.regions],
+            "templates": [asdict(t) for t in self.templates],
+        }
+
+    @classmethod
+    def from_cache(cls, raw: dict) -> Catalog:
+        return cls(
+            plans=[Plan.from_api(p) for p in _list(raw, "plans")],
+            images=[Image.from_api(i) for i in _list(raw, "images")],
+            regions=[Region.from_api(r) for r in _list(raw, "regions")],
+            templates=[Template.from_api(t) for t in _list(raw, "templates")],
+        )
 
 
 @dataclass(frozen=True)
