@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/dcdn_panel")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/1")
+# The broker lives in its own Redis database: the cache (db 1) is flushed between tests.
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/2")
 os.environ.setdefault("CACHE_KEY_PREFIX", f"test{os.getpid()}")
 os.environ.setdefault("PANEL_VAR_DIR", str(ROOT / "var" / "test"))
 os.environ.setdefault("DJANGO_DEBUG", "0")
