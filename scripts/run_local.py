@@ -1,0 +1,125 @@
+"""`make run`: the whole panel on one machine with embedded defaults.
+
+Migrates, makes sure the demo login exists (printing its password on first run), then
+starts the DCDN simulator, a Celery worker with its periodic scheduler, and the web
+server on http://127.0.0.1:8000. Ctrl-C stops all of them, by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+WEB_PORT = int(os.environ.get("PANEL_PORT", "8000"))
+SIM_PORT = int(os.environ.get("SIMULATOR_PORT", "8765"))
+
+
+def manage(*args: str) -> None:
+    subprocess.run([PY, "manage.py", *args], cwd=ROOT, check=True)
+
+
+def start(name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+    print(f"starting {name}: {' '.join(argv[1:4])} ...", flush=True)
+    # Own process group, so Ctrl-C in the terminal reaches us first and we stop children.
+    return subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True)
+
+
+def wait_for(url: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - loopback only
+                return True
+        except OSError:
+            time.sleep(0.3)
+    return False
+
+
+def stop_all(processes: list[tuple[str, subprocess.Popen]]) -> None:
+    for _name, proc in reversed(processes):
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for name, proc in reversed(processes):
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"{name} did not stop in time; killing it", flush=True)
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def main() -> int:
+    env = dict(os.environ)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "panel.settings")
+    env.setdefault("DCDN_API_URL", f"http://127.0.0.1:{SIM_PORT}/api/v1/compute")
+    os.environ.update(env)
+
+    manage("migrate", "--noinput", "-v", "0")
+    manage("demo_setup", "--token", "demo-token")
+
+    var_dir = Path(env.get("PANEL_VAR_DIR", ROOT / "var"))
+    processes: list[tuple[str, subprocess.Popen]] = []
+    try:
+        processes.append(
+            (
+                "simulator",
+                start(
+                    "simulator",
+                    [PY, "manage.py", "dcdn_simulator", "--port", str(SIM_PORT)],
+                    env,
+                ),
+            )
+        )
+        processes.append(
+            (
+                "worker",
+                start(
+                    "worker",
+                    [
+                        PY, "-m", "celery", "-A", "panel", "worker", "--beat",
+                        "--pool", "solo", "--loglevel", "INFO",
+                        "--schedule", str(var_dir / "celerybeat-schedule"),
+                    ],
+                    env,
+                ),
+            )
+        )  # fmt: skip
+        processes.append(
+            (
+                "web",
+                start(
+                    "web",
+                    [
+                        PY, "-m", "gunicorn", "panel.wsgi", "--bind", f"127.0.0.1:{WEB_PORT}",
+                        "--workers", "2", "--threads", "4", "--no-control-socket",
+                        "--access-logfile", "-",
+                    ],
+                    env,
+                ),
+            )
+        )  # fmt: skip
+        login_url = f"http://127.0.0.1:{WEB_PORT}/accounts/login/"
+        if wait_for(login_url, 60):
+            print(f"\nDCDN Panel is up: {login_url}  (Ctrl-C stops everything)\n", flush=True)
+        while all(proc.poll() is None for _name, proc in processes):
+            time.sleep(0.5)
+        for name, proc in processes:
+            if proc.poll() is not None:
+                print(f"{name} exited with code {proc.returncode}; stopping the rest", flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+        return 0
+    finally:
+        stop_all(processes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
