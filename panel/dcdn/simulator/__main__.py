@@ -1,0 +1,5 @@
+"""``python -m panel.dcdn.simulator``: the simulator without Django."""
+
+from .cli import main
+
+main()
