@@ -179,6 +179,9 @@ ACCOUNTS_ALLOW_SIGNUP = env_bool("ACCOUNTS_ALLOW_SIGNUP", False)
 REAUTH_SECONDS = int(os.environ.get("REAUTH_SECONDS", "300"))
 LOGIN_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "10"))
 LOGIN_FAILURE_WINDOW_SECONDS = int(os.environ.get("LOGIN_FAILURE_WINDOW_SECONDS", "900"))
+# Reverse proxies whose X-Forwarded-For is believed (addresses or networks); login
+# throttling takes the rightmost forwarded address that is not one of them.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", "127.0.0.1,::1")
 
 # --- Security headers and cookies ------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
