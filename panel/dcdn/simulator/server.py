@@ -138,6 +138,14 @@ def resolve(routes: tuple[Route, ...], method: str, path: str) -> Resolution:
     return Resolution(f"{method} {path}", refusal(error), {})
 
 
+def control_allowed(client_host: str) -> bool:
+    """The /_sim/ endpoints answer loopback clients only."""
+    try:
+        return ipaddress.ip_address(client_host).is_loopback
+    except ValueError:
+        return False
+
+
 def bearer_token(header: str | None) -> str | None:
     if not header:
         return None
@@ -225,7 +233,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(reply)
 
     def _control(self, path: str, query: str, body: bytes) -> Reply:
-        if not ipaddress.ip_address(self.client_address[0]).is_loopback:
+        if not control_allowed(self.client_address[0]):
             return ApiError(403, "forbidden", "Control endpoints answer loopback only.").reply()
         state = self.server.state
         routes: dict[tuple[str, str], Callable[[], Reply]] = {

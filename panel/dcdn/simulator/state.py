@@ -429,7 +429,7 @@ def optional_value(body: dict[str, Any], key: str, kind: type, default: Any) -> 
 
 
 def is_number(value: Any) -> bool:
-    return isinstance(value, int | Decimal) and not isinstance(value, bool)
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
 
 
 def validate_name(name: str) -> None:
