@@ -269,6 +269,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 OPERATIONS_RECONCILE_SECONDS = env_float("OPERATIONS_RECONCILE_SECONDS", 30.0)
 OPERATIONS_POLL_SECONDS = env_float("OPERATIONS_POLL_SECONDS", 2.0)
 OPERATIONS_MAX_ATTEMPTS = int(os.environ.get("OPERATIONS_MAX_ATTEMPTS", "200"))
+# An operation whose next step is this late has lost its task message: re-enqueue it.
+OPERATIONS_RECONCILE_MARGIN_SECONDS = env_float("OPERATIONS_RECONCILE_MARGIN_SECONDS", 30.0)
+# After a create with an unknown outcome, how long to look for it by name before
+# declaring it not created (never shorter than a request can take).
+OPERATIONS_ADOPT_GRACE_SECONDS = env_float("OPERATIONS_ADOPT_GRACE_SECONDS", 30.0)
+# A root password nobody revealed is wiped after this long.
+OPERATIONS_PASSWORD_TTL_SECONDS = env_float("OPERATIONS_PASSWORD_TTL_SECONDS", 24 * 3600.0)
+OPERATIONS_MAX_BACKOFF_SECONDS = env_float("OPERATIONS_MAX_BACKOFF_SECONDS", 60.0)
 CELERY_BEAT_SCHEDULE = {
     "reconcile-operations": {
         "task": "panel.instances.tasks.operations_reconcile",
