@@ -21,6 +21,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_http_methods
 
 from . import services, throttle
+from .debug import secret_error_reports
 from .forms import ReauthForm, TokenForm
 from .reauth import reauth_is_fresh, reauth_mark, reauth_redirect, reauth_seconds_left, reauth_url
 
@@ -38,6 +39,7 @@ def _is_htmx(request) -> bool:
 
 
 @method_decorator(sensitive_post_parameters("password"), name="dispatch")
+@method_decorator(secret_error_reports, name="dispatch")
 class PanelLoginView(auth_views.LoginView):
     """Django's login (it rotates the session) behind a per-(username, address) lock."""
 
@@ -75,6 +77,7 @@ class PanelLogoutView(auth_views.LogoutView):
     """POST only (Django's default); flushes the session."""
 
 
+@method_decorator(secret_error_reports, name="dispatch")
 class PanelPasswordChangeView(auth_views.PasswordChangeView):
     template_name = "accounts/password_change_form.html"
     success_url = reverse_lazy("accounts:password_change_done")
@@ -85,6 +88,7 @@ class PanelPasswordChangeDoneView(auth_views.PasswordChangeDoneView):
 
 
 @sensitive_post_parameters("password1", "password2")
+@secret_error_reports
 @never_cache
 @require_http_methods(["GET", "POST"])
 def signup(request):
@@ -113,6 +117,7 @@ def _safe_next(request, fallback: str) -> str:
 
 
 @sensitive_post_parameters("password")
+@secret_error_reports
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
@@ -140,6 +145,7 @@ def reauth(request):
 
 
 @sensitive_post_parameters("token")
+@secret_error_reports
 @sensitive_variables("token")
 @never_cache
 @login_required
