@@ -230,7 +230,10 @@ DCDN_BUDGET_MAX_WAIT = env_float("DCDN_BUDGET_MAX_WAIT", 5.0)
 # differences between our clock and the provider's cannot push a burst over the limit.
 DCDN_RATE_WINDOW_SECONDS = env_float("DCDN_RATE_WINDOW_SECONDS", 60.0)
 DCDN_BUDGET_MARGIN_SECONDS = env_float("DCDN_BUDGET_MARGIN_SECONDS", 1.0)
-# Budget keys live in Redis next to the cache; the cache prefix keeps deployments apart.
+# The budget's Redis (empty: REDIS_URL). A Redis of its own keeps budgets from being lost
+# to a cache flush or eviction. Without either, a file-locked budget under VAR_DIR.
+DCDN_BUDGET_REDIS_URL = os.environ.get("DCDN_BUDGET_REDIS_URL", "")
+# Budget keys are prefixed like the cache's, which keeps deployments apart.
 DCDN_BUDGET_KEY_PREFIX = os.environ.get(
     "DCDN_BUDGET_KEY_PREFIX", f"{os.environ.get('CACHE_KEY_PREFIX', 'panel')}:dcdn:budget"
 )

@@ -6,9 +6,10 @@ side, so users see "retry in N s" from us instead of 429s from upstream. Our win
 ``DCDN_BUDGET_MARGIN_SECONDS`` longer than the provider's: we stamp a request when it
 leaves and the provider when it arrives, and latency varies.
 
-Backends: Redis when ``settings.REDIS_URL`` is set (one atomic Lua script on a sorted
-set, clocked by the Redis server so all hosts agree), otherwise one JSON file per key
-under ``settings.VAR_DIR / "budget"`` guarded by ``fcntl.flock`` (one host only).
+Backends: Redis when ``DCDN_BUDGET_REDIS_URL`` or ``REDIS_URL`` is set (one atomic Lua
+script on a sorted set, clocked by the Redis server so all hosts agree), otherwise one
+JSON file per key under ``settings.VAR_DIR / "budget"`` guarded by ``fcntl.flock`` (one
+host only).
 """
 
 from __future__ import annotations
@@ -247,7 +248,7 @@ def _make_budget(redis_url: str, var_dir: str, prefix: str) -> _BaseBudget:
 def get_budget() -> RequestBudget:
     """The configured backend, one per process (and per settings, for tests)."""
     return _make_budget(
-        settings.REDIS_URL or "",
+        getattr(settings, "DCDN_BUDGET_REDIS_URL", "") or settings.REDIS_URL or "",
         str(settings.VAR_DIR),
         getattr(settings, "DCDN_BUDGET_KEY_PREFIX", "dcdn:budget"),
     )
