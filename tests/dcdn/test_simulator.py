@@ -216,6 +216,7 @@ def test_missing_or_unknown_token_is_401(simulator, headers):
 def test_unknown_path_is_a_json_404_and_wrong_method_a_json_405(api, simulator):
     assert_error(api.get("/nothing-here"), 404)
     assert_error(api.get("/instances/abc/explode"), 404)
+    assert_error(Api(simulator, None).get("/nothing-here"), 404)
     assert_error(requests.get(simulator.base_url + "/elsewhere", timeout=5), 404)
     response = api.delete("/plans")
     assert_error(response, 405)

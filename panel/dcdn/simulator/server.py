@@ -108,6 +108,8 @@ class Resolution:
     endpoint: str
     handler: Callable[[ApiRequest], Reply]
     params: dict[str, str]
+    # A path that names no endpoint is refused before authentication, like a URL router would.
+    exists: bool = True
 
 
 def refusal(error: ApiError) -> Callable[[ApiRequest], Reply]:
@@ -135,7 +137,7 @@ def resolve(routes: tuple[Route, ...], method: str, path: str) -> Resolution:
         )
         return Resolution(f"{method} {path}", refusal(error), {})
     error = ApiError(404, "not_found", f"No such endpoint: {method} {API_PREFIX}{path}")
-    return Resolution(f"{method} {path}", refusal(error), {})
+    return Resolution(f"{method} {path}", refusal(error), {}, exists=False)
 
 
 def control_allowed(client_host: str) -> bool:
@@ -192,7 +194,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             return self._read_chunked()
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            # The body's end cannot be found, so this connection cannot carry another request.
+            self.close_connection = True
+            return b""
         return self.rfile.read(length) if length > 0 else b""
 
     def _read_chunked(self) -> bytes:
@@ -224,7 +231,7 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
             idempotency_key=self.headers.get("Idempotency-Key"),
         )
-        reply = self._run(lambda: state.serve(request, resolution.handler))
+        reply = self._run(lambda: state.serve(request, resolution.handler, admit=resolution.exists))
         if ticket.hang_seconds:
             time.sleep(ticket.hang_seconds)
         if ticket.malformed:

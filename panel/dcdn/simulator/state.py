@@ -611,10 +611,16 @@ class SimulatorState:
 
     # ---- admission: auth and rate limit ---------------------------------------------
 
-    def serve(self, request: ApiRequest, handler: Callable[[ApiRequest], Reply]) -> Reply:
-        """Authenticate, apply the rate limit, run the handler; refusals become replies."""
+    def serve(
+        self, request: ApiRequest, handler: Callable[[ApiRequest], Reply], *, admit: bool = True
+    ) -> Reply:
+        """Authenticate, apply the rate limit, run the handler; refusals become replies.
+
+        ``admit=False`` skips authentication and the rate limit (for a path with no endpoint).
+        """
         try:
-            self._admit(request)
+            if admit:
+                self._admit(request)
             return handler(request)
         except ApiError as error:
             return error.reply()
