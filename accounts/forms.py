@@ -49,3 +49,13 @@ class ReauthForm(forms.Form):
         if not self.user.check_password(password):
             raise forms.ValidationError("That is not your password.", code="wrong_password")
         return password
+
+
+def describe_fields_with(form: forms.BaseForm, element_id: str) -> None:
+    """Tie every visible input to a form-wide message (a non-field error, a lock notice),
+    so screen readers read it with the field. Field-level errors Django ties itself."""
+    for bound in form.visible_fields():
+        attrs = bound.field.widget.attrs
+        attrs["aria-describedby"] = " ".join(
+            part for part in (element_id, attrs.get("aria-describedby", "")) if part
+        )

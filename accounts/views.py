@@ -22,7 +22,7 @@ from django.views.decorators.http import require_http_methods
 
 from . import services, throttle
 from .debug import secret_error_reports
-from .forms import ReauthForm, TokenForm
+from .forms import ReauthForm, TokenForm, describe_fields_with
 from .reauth import reauth_is_fresh, reauth_mark, reauth_redirect, reauth_seconds_left, reauth_url
 
 
@@ -55,6 +55,7 @@ class PanelLoginView(auth_views.LoginView):
         if remaining:
             # Refused before the password is looked at: a lock is not an oracle.
             form = self.get_form_class()(request, initial={"username": self.throttle_username})
+            describe_fields_with(form, "locked-alert")
             context = self.get_context_data(form=form, locked_minutes=_minutes(remaining))
             return self.render_to_response(context, status=429)
         return super().post(request, *args, **kwargs)
@@ -65,6 +66,8 @@ class PanelLoginView(auth_views.LoginView):
 
     def form_invalid(self, form):
         throttle.record_failure(username=self.throttle_username, address=self.throttle_address)
+        if form.non_field_errors():
+            describe_fields_with(form, "form-errors")
         return super().form_invalid(form)
 
     def get_context_data(self, **kwargs):
@@ -131,6 +134,7 @@ def reauth(request):
         remaining = throttle.lock_remaining(username=username, address=address)
         if remaining:
             context["form"] = ReauthForm(user=request.user)
+            describe_fields_with(context["form"], "locked-alert")
             context["locked_minutes"] = _minutes(remaining)
             return render(request, "accounts/reauth.html", context, status=429)
         if form.is_valid():

@@ -132,3 +132,10 @@ def test_plain_request_with_expired_session_gets_a_normal_redirect(client):
     response = client.get("/instances/")
     assert response.status_code == 302
     assert response["Location"] == "/accounts/login/?next=/instances/"
+
+
+def test_login_error_is_tied_to_the_inputs(client, user):
+    html = client.post("/accounts/login/", {"username": "owner", "password": "wrong"}).content
+    html = html.decode()
+    assert 'id="form-errors"' in html
+    assert html.count('aria-describedby="form-errors"') == 2

@@ -29,6 +29,7 @@ def test_twenty_wrong_passwords_lock_that_username_from_that_address(user, passw
     html = locked.content.decode()
     assert locked.status_code == 429
     assert "Too many failed attempts; try again in 15 minutes." in html
+    assert 'aria-describedby="locked-alert"' in html
     assert "_auth_user_id" not in attacker.session
 
     # The right password from another address still works.
