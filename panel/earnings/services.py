@@ -472,7 +472,8 @@ def payouts_refresh(*, user) -> str | None:
 
     Unknown requests are reconciled at most once per cache interval (one fresh summary
     serves them all). Pending ones become paid when DCDN reports nothing pending any
-    more, read from the cached summary (no extra call while it is fresh).
+    more and paid out grew by their amount, read from the cached summary (no extra call
+    while it is fresh).
     """
     _mark_stale_sending(user=user)
     interval = timedelta(seconds=int(settings.DCDN_EARNINGS_CACHE_SECONDS))
@@ -490,10 +491,19 @@ def payouts_refresh(*, user) -> str | None:
         return dcdn_error_message(exc)
     for payout in due:
         _decide(payout=payout, summary=cached.value, read_at=cached.fetched_at)
-    if cached.value.pending == 0:
-        PayoutRequest.objects.filter(
+    summary = cached.value
+    if summary.pending == 0:
+        # Nothing is pending at DCDN any more: a request accepted before this read was
+        # paid, provided paid_out grew by at least its amount since it was prepared.
+        for payout in PayoutRequest.objects.filter(
             owner=user, state=State.PENDING, sent_at__lt=cached.fetched_at
-        ).update(state=State.PAID, upstream_status="paid", resolved_at=now)
+        ):
+            if payout.paid_out_before is not None and (
+                summary.paid_out - payout.paid_out_before >= payout.amount
+            ):
+                PayoutRequest.objects.filter(pk=payout.pk, state=State.PENDING).update(
+                    state=State.PAID, upstream_status="paid", resolved_at=now
+                )
     return None
 
 
