@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from decimal import Decimal
@@ -24,6 +25,24 @@ PLAN = Plan(
     cpu_type="shared",
     dedicated_ip=False,
 )
+
+
+@pytest.fixture(autouse=True)
+def private_cache(settings):
+    """The catalog in a Redis database of its own, under this run's prefix, emptied by key
+    rather than flushed: parallel test runs flush the shared test database between tests,
+    which would drop the fetch lock or the cached catalog mid-test."""
+    if settings.REDIS_URL:
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": settings.REDIS_URL.rsplit("/", 1)[0] + "/13",
+                "KEY_PREFIX": f"test{os.getpid()}",
+            }
+        }
+    cache.delete_many([CACHE_KEY, LOCK_KEY])
+    yield
+    cache.delete_many([CACHE_KEY, LOCK_KEY])
 
 
 class CountingClient:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import urllib.request
+import uuid
 
 from panel.dcdn.catalog import catalog_get
 from panel.dcdn.client import DcdnClient
+from tests.dcdn.test_catalog import private_cache  # noqa: F401  (autouse fixture)
 
 
 def upstream_calls(sim) -> dict:
@@ -26,8 +28,8 @@ def add_account(sim, token: str) -> None:
 
 def test_a_warm_catalog_costs_no_upstream_call_for_another_user(simulator):
     add_account(simulator, "second-token")
-    first = DcdnClient(token="demo-token", budget_key="user:1")
-    second = DcdnClient(token="second-token", budget_key="user:2")
+    first = DcdnClient(token="demo-token", budget_key=f"user:1:{uuid.uuid4().hex}")
+    second = DcdnClient(token="second-token", budget_key=f"user:2:{uuid.uuid4().hex}")
 
     catalog = catalog_get(client=first)
     assert len(catalog.images) == 15

@@ -117,6 +117,18 @@ def ok(data, status: int = 200, **headers) -> Reply:
     return Reply(status, json.dumps(data), {"Content-Type": "application/json", **headers})
 
 
+def unique_key() -> str:
+    return f"test:{uuid.uuid4().hex}"
+
+
+@pytest.fixture(autouse=True)
+def _private_budget_db(settings):
+    """Budgets in a Redis database of their own: parallel test runs flush the cache's
+    database between tests, which could wipe a budget or penalty mid-test."""
+    if settings.REDIS_URL:
+        settings.DCDN_BUDGET_REDIS_URL = settings.REDIS_URL.rsplit("/", 1)[0] + "/14"
+
+
 @pytest.fixture
 def server(settings):
     srv = ScriptedServer()
@@ -133,7 +145,7 @@ def server(settings):
 
 @pytest.fixture
 def client():
-    return DcdnClient(token=TOKEN, budget_key=f"test:{uuid.uuid4().hex}", max_wait=5)
+    return DcdnClient(token=TOKEN, budget_key=unique_key(), max_wait=5)
 
 
 def closed_port_url() -> str:
@@ -172,7 +184,7 @@ def test_urls_are_read_from_settings_at_call_time(server, client, settings):
 
 
 def test_explicit_urls_override_settings(server):
-    client = DcdnClient(token=TOKEN, budget_key="k", api_url=server.url + "/")
+    client = DcdnClient(token=TOKEN, budget_key=unique_key(), api_url=server.url + "/")
     server.script(ok({"regions": [{"id": "eu-central", "nodes": 2}]}))
     assert client.list_regions()[0].nodes == 2
     assert server.seen[0].path == "/api/v1/compute/regions"
@@ -267,7 +279,9 @@ def test_400_carries_message_code_and_field(server, client):
 
 def test_401_calls_on_unauthorized(server):
     calls = []
-    client = DcdnClient(token=TOKEN, budget_key="k", on_unauthorized=lambda: calls.append(1))
+    client = DcdnClient(
+        token=TOKEN, budget_key=unique_key(), on_unauthorized=lambda: calls.append(1)
+    )
     server.script(ok({"error": "unauthorized", "message": "Invalid token"}, 401))
     with pytest.raises(Unauthorized):
         client.list_instances()
@@ -279,7 +293,7 @@ def test_a_failing_on_unauthorized_hook_does_not_mask_the_error(server):
     def hook():
         raise RuntimeError("hook broke")
 
-    client = DcdnClient(token=TOKEN, budget_key="k", on_unauthorized=hook)
+    client = DcdnClient(token=TOKEN, budget_key=unique_key(), on_unauthorized=hook)
     server.script(Reply(401, "Unauthorized"))
     with pytest.raises(Unauthorized):
         client.list_instances()
@@ -358,7 +372,7 @@ def test_backoff_grows_exponentially(server, client, settings):
 
 def test_backoff_never_sleeps_past_max_wait(server, settings):
     settings.DCDN_RETRY_BACKOFF_SECONDS = 10
-    client = DcdnClient(token=TOKEN, budget_key="k", max_wait=1)
+    client = DcdnClient(token=TOKEN, budget_key=unique_key(), max_wait=1)
     server.script(Reply(500), ok(PLANS))
     started = time.monotonic()
     with pytest.raises(Unavailable):
@@ -385,7 +399,7 @@ def test_429_retry_after_http_date_is_honoured(server, client):
 
 
 def test_429_longer_than_max_wait_raises_at_once_and_holds_off_later_calls(server):
-    client = DcdnClient(token=TOKEN, budget_key=f"k:{uuid.uuid4().hex}", max_wait=1)
+    client = DcdnClient(token=TOKEN, budget_key=unique_key(), max_wait=1)
     server.script(Reply(429, "slow", {"Retry-After": "30"}), ok(PLANS))
     started = time.monotonic()
     with pytest.raises(RateLimited) as info:
@@ -401,7 +415,7 @@ def test_429_longer_than_max_wait_raises_at_once_and_holds_off_later_calls(serve
 
 
 def test_429_without_retry_after_waits_the_default(server):
-    client = DcdnClient(token=TOKEN, budget_key=f"k:{uuid.uuid4().hex}", max_wait=1)
+    client = DcdnClient(token=TOKEN, budget_key=unique_key(), max_wait=1)
     server.script(Reply(429, ""))
     with pytest.raises(RateLimited) as info:
         client.list_plans()
@@ -497,7 +511,7 @@ def test_post_that_cannot_connect_is_unavailable_not_unknown(client, settings):
 
 def test_post_refused_by_the_budget_is_rate_limited_and_not_sent(server, settings):
     settings.DCDN_RATE_LIMIT_PER_MINUTE = 1
-    client = DcdnClient(token=TOKEN, budget_key=f"k:{uuid.uuid4().hex}", max_wait=0)
+    client = DcdnClient(token=TOKEN, budget_key=unique_key(), max_wait=0)
     server.script(ok(INSTANCE), ok(INSTANCE))
     client.start_instance("i-1")
     with pytest.raises(RateLimited) as info:

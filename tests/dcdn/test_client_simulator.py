@@ -47,6 +47,18 @@ def sim_calls(sim, token: str = "demo-token") -> dict:
     return calls["by_token"].get(token, {"total": 0, "rate_limited": 0, "endpoints": {}})
 
 
+def unique_key() -> str:
+    return f"test:{uuid.uuid4().hex}"
+
+
+@pytest.fixture(autouse=True)
+def _private_budget_db(settings):
+    """Budgets in a Redis database of their own: parallel test runs flush the cache's
+    database between tests, which could wipe a budget or penalty mid-test."""
+    if settings.REDIS_URL:
+        settings.DCDN_BUDGET_REDIS_URL = settings.REDIS_URL.rsplit("/", 1)[0] + "/14"
+
+
 @pytest.fixture(autouse=True)
 def _fast_retries(settings):
     settings.DCDN_RETRY_BACKOFF_SECONDS = 0.01
@@ -54,13 +66,13 @@ def _fast_retries(settings):
 
 @pytest.fixture
 def client(simulator):
-    return DcdnClient(token="demo-token", budget_key=f"test:{uuid.uuid4().hex}", max_wait=5)
+    return DcdnClient(token="demo-token", budget_key=unique_key(), max_wait=5)
 
 
 @pytest.fixture
 def other_client(simulator):
     sim_post(simulator, "/_sim/accounts", {"token": "other-token", "credits": 50, "nodes": []})
-    return DcdnClient(token="other-token", budget_key=f"test:{uuid.uuid4().hex}")
+    return DcdnClient(token="other-token", budget_key=unique_key())
 
 
 def create(client: DcdnClient, name: str = "web-1", **overrides) -> CreatedInstance:
@@ -211,7 +223,7 @@ ENDPOINTS = {
 def test_an_unknown_token_is_unauthorized_everywhere(simulator, endpoint):
     hook_calls = []
     client = DcdnClient(
-        token="wrong-token", budget_key="bad", on_unauthorized=lambda: hook_calls.append(1)
+        token="wrong-token", budget_key=unique_key(), on_unauthorized=lambda: hook_calls.append(1)
     )
     with pytest.raises(Unauthorized) as info:
         ENDPOINTS[endpoint](client)
@@ -293,7 +305,7 @@ def test_the_providers_429_is_rate_limited_with_retry_after(settings):
     with SimulatorServer(port=0, rate_limit=3, rate_window_seconds=30) as sim:
         settings.DCDN_API_URL = sim.api_url
         budget = NoBudget()
-        client = DcdnClient(token="demo-token", budget_key="k", budget=budget, max_wait=1)
+        client = DcdnClient(token="demo-token", budget_key=unique_key(), budget=budget, max_wait=1)
         for _ in range(3):
             client.list_regions()
         with pytest.raises(RateLimited) as info:
@@ -307,9 +319,9 @@ def test_the_providers_429_is_rate_limited_with_retry_after(settings):
 def test_after_a_429_the_shared_budget_holds_every_client_off(settings):
     with SimulatorServer(port=0, rate_limit=2, rate_window_seconds=30) as sim:
         settings.DCDN_API_URL = sim.api_url
-        key = f"test:{uuid.uuid4().hex}"
-        DcdnClient(token="demo-token", budget_key="elsewhere").list_regions()
-        DcdnClient(token="demo-token", budget_key="elsewhere").list_regions()
+        key, elsewhere = unique_key(), unique_key()
+        DcdnClient(token="demo-token", budget_key=elsewhere).list_regions()
+        DcdnClient(token="demo-token", budget_key=elsewhere).list_regions()
         first = DcdnClient(token="demo-token", budget_key=key, max_wait=0)
         with pytest.raises(RateLimited):
             first.list_regions()
