@@ -151,14 +151,21 @@ def test_reauth_for_htmx_answers_hx_redirect(logged_in, user, fake_dcdn):
     assert response["HX-Redirect"] == "/accounts/reauth/?next=%2Faccounts%2Ftoken%2F"
 
 
-@pytest.mark.parametrize("path", ["/", "/instances/", "/accounts/token/", "/earnings/"])
+# Pages that render base.html without asking DCDN for anything; the simulator tests cover
+# the instances and earnings pages with a real client.
+BANNER_PAGES = ["/_probe/", "/accounts/token/", "/accounts/password/", "/accounts/reauth/"]
+
+
+@pytest.mark.urls("tests.accounts.urls_probe")
+@pytest.mark.parametrize("path", BANNER_PAGES)
 def test_banner_on_every_page_when_token_missing(logged_in, path):
     html = logged_in.get(path).content.decode()
     assert "No DCDN API token saved yet." in html
     assert 'href="/accounts/token/">Update your API token' in html
 
 
-@pytest.mark.parametrize("path", ["/", "/instances/", "/accounts/token/", "/earnings/"])
+@pytest.mark.urls("tests.accounts.urls_probe")
+@pytest.mark.parametrize("path", BANNER_PAGES)
 def test_banner_on_every_page_after_a_401(logged_in, user, fake_dcdn, path):
     services.credential_save(user=user, token=TOKEN)
     assert "DCDN rejected your API token." not in logged_in.get(path).content.decode()
@@ -172,11 +179,17 @@ def test_banner_on_every_page_after_a_401(logged_in, user, fake_dcdn, path):
     assert 'href="/accounts/token/">Update your API token' in html
 
 
-def test_banner_context_costs_one_query(logged_in, user, fake_dcdn, django_assert_max_num_queries):
+@pytest.mark.urls("tests.accounts.urls_probe")
+def test_no_banner_for_anonymous_pages(client):
+    assert "Update your API token" not in client.get("/accounts/login/").content.decode()
+
+
+@pytest.mark.urls("tests.accounts.urls_probe")
+def test_banner_costs_one_query(logged_in, user, fake_dcdn, django_assert_num_queries):
     services.credential_save(user=user, token=TOKEN)
-    # session + user + credential
-    with django_assert_max_num_queries(3):
-        logged_in.get("/")
+    # The session, the user, and one for the credential.
+    with django_assert_num_queries(3):
+        logged_in.get("/_probe/")
 
 
 @pytest.fixture
