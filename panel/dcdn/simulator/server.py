@@ -245,7 +245,7 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         routes: dict[tuple[str, str], Callable[[], Reply]] = {
             ("POST", "/_sim/accounts"): lambda: state.sim_add_account(body),
-            ("POST", "/_sim/reset"): lambda: reset_reply(state),
+            ("POST", "/_sim/reset"): state.sim_reset,
             ("POST", "/_sim/faults"): lambda: state.sim_set_faults(body),
             ("GET", "/_sim/faults"): state.sim_faults,
             ("GET", "/_sim/calls"): state.sim_calls,
@@ -292,11 +292,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if body and self.command != "HEAD":
             self.wfile.write(body)
-
-
-def reset_reply(state: SimulatorState) -> Reply:
-    state.reset()
-    return Reply(204)
 
 
 class _HTTPServer(ThreadingHTTPServer):

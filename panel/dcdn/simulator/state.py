@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -959,6 +959,10 @@ class SimulatorState:
             self._save_state_file()
             return Reply(201, self._account_payload(account))
 
+    def sim_reset(self) -> Reply:
+        self.reset()
+        return Reply(204)
+
     def sim_set_faults(self, body_bytes: bytes) -> Reply:
         body = decode_json_object(body_bytes)
         with self.lock:
@@ -1151,7 +1155,7 @@ def validate_instance_order(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def instance_record(instance: Instance, offset: float) -> dict[str, Any]:
-    record = dict(instance.__dict__)
+    record = asdict(instance)
     record["status_since"] = instance.status_since + offset
     return record
 
