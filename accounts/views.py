@@ -57,7 +57,9 @@ class PanelLoginView(auth_views.LoginView):
             form = self.get_form_class()(request, initial={"username": self.throttle_username})
             describe_fields_with(form, "locked-alert")
             context = self.get_context_data(form=form, locked_minutes=_minutes(remaining))
-            return self.render_to_response(context, status=429)
+            response = self.render_to_response(context, status=429)
+            response["Retry-After"] = str(remaining)
+            return response
         return super().post(request, *args, **kwargs)
 
     def form_valid(self, form):
@@ -136,7 +138,9 @@ def reauth(request):
             context["form"] = ReauthForm(user=request.user)
             describe_fields_with(context["form"], "locked-alert")
             context["locked_minutes"] = _minutes(remaining)
-            return render(request, "accounts/reauth.html", context, status=429)
+            response = render(request, "accounts/reauth.html", context, status=429)
+            response["Retry-After"] = str(remaining)
+            return response
         if form.is_valid():
             throttle.record_success(username=username, address=address)
             reauth_mark(request)

@@ -30,6 +30,7 @@ def test_twenty_wrong_passwords_lock_that_username_from_that_address(user, passw
     assert locked.status_code == 429
     assert "Too many failed attempts; try again in 15 minutes." in html
     assert 'aria-describedby="locked-alert"' in html
+    assert 850 < int(locked["Retry-After"]) <= 900
     assert "_auth_user_id" not in attacker.session
 
     # The right password from another address still works.
