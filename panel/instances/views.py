@@ -553,10 +553,9 @@ def _status_poll(request: HttpRequest, instance_id: str) -> HttpResponse:
             "instances/detail.html#status",
             _status_context(instance, poll_until=poll_until),
         )
-    if poll_until <= time.time():
-        toast = _settled_toast(name, was, instance.status if instance else None)
-        if toast:
-            _toast(response, *toast)
+    toast = _settled_toast(name, was, instance.status if instance else None)
+    if toast:
+        _toast(response, *toast)
     return response
 
 

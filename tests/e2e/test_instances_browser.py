@@ -227,3 +227,76 @@ def test_pages_fit_a_phone_screen(live_server, new_page, running_instance):
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
         assert overflow <= 1, (path, overflow)
+
+
+def reload_until(page, selector: str, text: str, *, timeout: float = 30.0) -> None:
+    """Without JavaScript nothing polls: reload, as a person would, until ``text`` shows."""
+    from tests.processes import wait_for
+
+    def shown() -> bool:
+        page.reload()
+        return text in page.locator(selector).inner_text()
+
+    wait_for(shown, timeout=timeout, interval=0.3, message=f"{text!r} never showed")
+
+
+@pytest.mark.timeout(180)
+def test_every_action_works_without_javascript(live_server, new_page, worker, simulator):
+    from playwright.sync_api import expect
+
+    from accounts.services import credential_store_unverified
+
+    from .conftest import log_in
+
+    credential_store_unverified(user=make_user("carol"), token="demo-token")
+    page = new_page(java_script_enabled=False)
+    base = live_server.url
+    log_in(page, base, "carol", PASSWORD)
+
+    page.goto(base + "/instances/new/?template=dev-box")
+    expect(page.get_by_label("Plan")).to_have_value("nano")
+    page.get_by_label("Name").fill("plain-web")
+    page.get_by_label("Region").select_option("eu-west")
+    page.get_by_label("Redundant").check()
+    page.get_by_role("button", name="Create instance").click()
+    # The server refuses what the script would have prevented.
+    expect(page.locator("#id_redundant_error")).to_contain_text("at least 2 nodes")
+    page.get_by_label("Redundant").uncheck()
+    page.get_by_role("button", name="Create instance").click()
+    expect(page).to_have_url(re.compile(r"/operations/\d+/$"))
+    reload_until(page, "#op-progress", "plain-web is running.")
+
+    page.get_by_role("button", name="Reveal root password").click()
+    expect(page.locator("#root-password")).not_to_be_empty()
+    page.get_by_role("button", name="Reveal root password").click()
+    expect(page.locator("#reveal-message")).to_contain_text("already revealed")
+    expect(page.locator("#root-password")).to_have_count(0)
+
+    page.get_by_role("link", name="Open plain-web").click()
+    page.get_by_role("button", name="Stop", exact=True).click()
+    expect(page.locator("#toasts")).to_contain_text("Stopping plain-web")
+    reload_until(page, "#instance-status", "Stopped")
+    page.get_by_role("button", name="Start", exact=True).click()
+    reload_until(page, "#instance-status", "Running")
+    page.get_by_role("button", name="Restart").click()
+    reload_until(page, "#instance-status", "Running")
+
+    page.get_by_label("Public key").fill("ssh-ed25519 not-base64!")
+    page.get_by_role("button", name="Add SSH key").click()
+    expect(page.locator("#id_public_key_error")).to_contain_text("not valid base64")
+    page.get_by_label("Public key").fill(SSH_KEY)
+    page.get_by_role("button", name="Add SSH key").click()
+    expect(page.locator("#toasts")).to_contain_text("SSH key added")
+
+    page.get_by_role("button", name="Reset password").click()
+    expect(page).to_have_url(re.compile(r"/operations/\d+/$"))
+    page.get_by_role("button", name="Reveal root password").click()
+    expect(page.locator("#root-password")).not_to_be_empty()
+
+    page.get_by_role("link", name="Instance", exact=True).click()
+    page.get_by_role("link", name="Destroy").click()
+    page.get_by_label("Type the instance name to confirm").fill("plain-web")
+    page.get_by_role("button", name="Destroy plain-web").click()
+    reload_until(page, "#op-progress", "plain-web was destroyed.")
+    page.goto(base + "/instances/?q=plain")
+    expect(page.get_by_role("link", name="plain-web", exact=True)).to_have_count(0)
