@@ -126,6 +126,8 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Error reports hide anything that looks like a secret, DEBUG included.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "accounts.debug.PanelExceptionReporterFilter"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
@@ -187,7 +189,7 @@ TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", "127.0.0.1,::1")
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
-CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
+CSRF_COOKIE_HTTPONLY = True  # htmx sends the token from the page (hx-headers), not the cookie
 CSRF_FAILURE_VIEW = "accounts.views.csrf_failure"
 SESSION_COOKIE_AGE = int(os.environ.get("SESSION_COOKIE_AGE", str(12 * 3600)))
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -33,8 +33,27 @@ def simulator(simulator_server, settings):
     simulator_server.reset()
 
 
+def clear_run_keys() -> None:
+    """Delete this run's keys only (cache, snapshots, request budgets share the prefix).
+
+    ``cache.clear()`` would FLUSHDB, wiping the keys of any other run on the same Redis."""
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        cache.clear()
+        return
+    client = cache._cache.get_client(write=True)
+    prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
+    budget = settings.DCDN_BUDGET_KEY_PREFIX
+    # Budget keys carry a Redis hash tag: "{<budget prefix>:<owner>}:window".
+    for pattern in (f"{prefix}:*", f"{budget}:*", f"{{{budget}:*"):
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+
+
 @pytest.fixture(autouse=True)
 def _clean_cache():
-    """Catalog, snapshots and request budgets live in the cache: start each test empty."""
-    cache.clear()
+    """Catalog, snapshots and request budgets live in Redis: start each test without them."""
+    clear_run_keys()
     yield

@@ -11,7 +11,8 @@ from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/dcdn_panel")
+# A database name per run, so that two runs on one machine never share a test database.
+os.environ.setdefault("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/dcdn_panel_{os.getpid()}")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/1")
 # The broker lives in its own Redis database: the cache (db 1) is flushed between tests.
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/2")
