@@ -42,7 +42,8 @@ if mode == "panel":
             refused += 1
 else:
     for _ in range(calls):
-        req = urllib.request.Request(url + "/regions", headers={"Authorization": "Bearer demo-token"})
+        auth = {"Authorization": "Bearer demo-token"}
+        req = urllib.request.Request(url + "/regions", headers=auth)
         try:
             urllib.request.urlopen(req, timeout=10).read()
             ok += 1
@@ -55,12 +56,6 @@ print(json.dumps({"ok": ok, "refused": refused, "upstream_429": upstream_429}))
 def sim_calls(base_url: str) -> dict:
     with urllib.request.urlopen(base_url + "/_sim/calls", timeout=5) as resp:  # noqa: S310
         return json.load(resp)
-
-
-def sim_post(base_url: str, path: str) -> None:
-    req = urllib.request.Request(base_url + path, data=b"{}", method="POST")
-    req.add_header("Content-Type", "application/json")
-    urllib.request.urlopen(req, timeout=5).read()  # noqa: S310
 
 
 def run(mode: str, *, sim, args, env: dict) -> dict:

@@ -12,7 +12,9 @@ from urllib.parse import urlparse
 ROOT = Path(__file__).resolve().parent.parent
 
 # A database name per run, so that two runs on one machine never share a test database.
-os.environ.setdefault("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/dcdn_panel_{os.getpid()}")
+os.environ.setdefault(
+    "DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/dcdn_panel_{os.getpid()}"
+)
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/1")
 # The broker lives in its own Redis database: the cache (db 1) is flushed between tests.
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/2")
@@ -25,7 +27,8 @@ os.environ.setdefault("LOGIN_FAILURE_LIMIT", "20")
 def _reachable(url: str, default_port: int) -> bool:
     parsed = urlparse(url)
     try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), 2):
+        address = (parsed.hostname or "127.0.0.1", parsed.port or default_port)
+        with socket.create_connection(address, 2):
             return True
     except OSError:
         return False
