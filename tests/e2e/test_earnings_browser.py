@@ -1,0 +1,184 @@
+"""The operator's journey in real Chromium against the simulator: summary -> node (chart
+and table) -> payout (re-entered password, confirmation, a double click and a replayed
+POST) -> history with one payout; the simulator counts exactly one upstream payout.
+Accessibility scans of the summary, node and payout pages."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.request
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+
+PASSWORD = "correct-horse-battery-staple-7"
+WALLET = "0x" + "5aB3" * 10
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _sim(simulator, path: str) -> dict:
+    with urllib.request.urlopen(simulator.base_url + path, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _payout_posts(simulator, token: str = "demo-token") -> int:
+    calls = _sim(simulator, "/_sim/calls")
+    endpoints = calls.get("by_token", {}).get(token, {}).get("endpoints", {})
+    return int(endpoints.get("POST /earnings/payout", 0))
+
+
+@pytest.fixture
+def operator(transactional_db, simulator, settings):
+    from django.contrib.auth import get_user_model
+
+    from accounts.services import credential_store_unverified
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    user = get_user_model().objects.create_user("operator", "op@example.com", PASSWORD)
+    credential_store_unverified(user=user, token="demo-token")
+    return user
+
+
+@pytest.fixture
+def browser_page():
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM reads
+    # (payout rows) are still plain synchronous calls.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=LAUNCH_ARGS, headless=True
+        )
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.csp_errors = errors
+        try:
+            yield page
+        finally:
+            context.close()
+            browser.close()
+            if previous is None:
+                os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+            else:
+                os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+def _axe_serious(page) -> list[str]:
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} — "
+        + "; ".join(n["target"][0] if n.get("target") else "?" for n in v["nodes"][:3])
+        for v in results.response["violations"]
+        if v.get("impact") in ("serious", "critical")
+    ]
+
+
+def test_summary_node_payout_journey(live_server, operator, simulator, browser_page):
+    from playwright.sync_api import expect
+
+    from panel.earnings.models import PayoutRequest
+
+    page = browser_page
+    base = live_server.url
+    page.goto(f"{base}/accounts/login/?next=/earnings/")
+    page.fill("input[name=username]", "operator")
+    page.fill("input[name=password]", PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+    # Summary: balances, the node table, the token panel, freshness.
+    page.wait_for_url(re.compile(r"/earnings/$"))
+    expect(page.get_by_role("heading", name="Earnings", level=1)).to_be_visible()
+    expect(page.get_by_text("Available", exact=True).first).to_be_visible()
+    nodes = page.get_by_role("table").filter(has_text="Uptime")
+    expect(nodes.get_by_role("row")).to_have_count(3)  # header + two nodes
+    expect(page.get_by_role("heading", name="The DCDN token")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Figures (just fetched|from \d+ s ago)"))).to_be_visible()
+    summary_violations = _axe_serious(page)
+
+    # Node: the chart (an image with a name and description) and the same data as a table.
+    page.get_by_role("link", name="node-eu-central-1").click()
+    page.wait_for_url(re.compile(r"/earnings/nodes/node-eu-central-1/$"))
+    chart = page.get_by_role("img", name=re.compile("Daily earnings of node-eu-central-1"))
+    expect(chart).to_be_visible()
+    assert page.locator("svg rect.series-vps").count() >= 1
+    expect(page.get_by_role("table").get_by_role("row")).to_have_count(32)  # head + 30 + foot
+    expect(page.get_by_role("link", name=re.compile("Download CSV"))).to_be_visible()
+    node_violations = _axe_serious(page)
+
+    # Payout: the form asks for the password again first.
+    page.get_by_role("link", name="Earnings", exact=True).first.click()
+    page.get_by_role("link", name="Request a payout").click()
+    if "/accounts/reauth/" in page.url:
+        page.fill("input[name=password]", PASSWORD)
+        page.get_by_role("button", name="Confirm").click()
+    page.wait_for_url(re.compile(r"/earnings/payout/$"))
+    expect(page.get_by_role("heading", name="Request a payout")).to_be_visible()
+    payout_violations = _axe_serious(page)
+
+    # Invalid input first: refused on the page, nothing sent.
+    page.get_by_label("Amount").fill("5")
+    page.get_by_label("Wallet address").fill(WALLET)
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_text("The minimum payout is 10 DCDN.")).to_be_visible()
+    expect(page.get_by_label("Amount")).to_have_attribute("aria-invalid", "true")
+    assert _payout_posts(simulator) == 0
+
+    page.get_by_label("Amount").fill("12.5")
+    page.get_by_label("Wallet address").fill(WALLET)
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_url(re.compile(r"/earnings/payout/confirm/[^/]+/$"))
+    expect(page.get_by_text("12.50 DCDN").first).to_be_visible()
+    expect(page.get_by_text(WALLET)).to_be_visible()
+    confirm_url = page.url
+    assert _payout_posts(simulator) == 0
+
+    # A double click on the send button.
+    page.get_by_role("button", name=re.compile("Send payout")).dblclick()
+    page.wait_for_url(re.compile(r"/earnings/payouts/\d+/$"))
+    expect(page.get_by_text("Pending", exact=True)).to_be_visible()
+
+    # The same confirmation POSTed again (a replay from the same session).
+    token = PayoutRequest.objects.get().confirm_token
+    csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
+    replay = page.request.post(
+        confirm_url,
+        form={"confirm_token": token, "csrfmiddlewaretoken": csrf},
+        headers={"Referer": confirm_url},
+        max_redirects=0,
+    )
+    assert replay.status == 302
+
+    # History: one payout with its amount, wallet and status.
+    page.goto(f"{base}/earnings/payouts/")
+    rows = page.locator("table.payouts tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("12.50")
+    expect(rows.first).to_contain_text(WALLET)
+    expect(rows.first).to_contain_text("Pending")
+
+    assert _payout_posts(simulator) == 1
+    assert PayoutRequest.objects.exclude(state="cancelled").count() == 1
+    state = _sim(simulator, "/_sim/state?token=demo-token")
+    assert sum(1 for p in state["payouts"] if str(p["amount"]) in ("12.5", "12.50")) == 1
+
+    assert not [e for e in page.csp_errors if "Content Security Policy" in e], page.csp_errors
+    assert summary_violations == [], summary_violations
+    assert node_violations == [], node_violations
+    assert payout_violations == [], payout_violations
