@@ -76,6 +76,7 @@ from .budget import RequestBudget, get_budget
 from .errors import (
     DcdnError,
     MalformedResponse,
+    NotFound,
     OutcomeUnknown,
     RateLimited,
     Unauthorized,
@@ -131,6 +132,18 @@ def _never_left(exc: requests.ConnectionError) -> bool:
     if isinstance(reason, MaxRetryError):
         reason = reason.reason
     return isinstance(reason, NewConnectionError | ConnectTimeoutError)
+
+
+def _path_values(path: Mapping[str, str] | None) -> dict[str, str]:
+    """Path values quoted whole, so an id can never reach another endpoint; an empty or
+    dot-segment id names nothing ("/instances/" would be the list)."""
+    values = {}
+    for key, value in (path or {}).items():
+        text = str(value)
+        if text in {"", ".", ".."}:
+            raise NotFound()
+        values[key] = quote(text, safe="")
+    return values
 
 
 def encode_json(payload: Any) -> bytes:
@@ -445,9 +458,7 @@ class DcdnClient:
             base = self._earnings_url or settings.DCDN_EARNINGS_URL or settings.DCDN_API_URL
         else:
             base = self._api_url or settings.DCDN_API_URL
-        # Quoting every path value keeps an id from reaching another endpoint.
-        values = {key: quote(str(value), safe="") for key, value in (path or {}).items()}
-        return base.rstrip("/") + template.format(**values)
+        return base.rstrip("/") + template.format(**_path_values(path))
 
     def _transmit(
         self,

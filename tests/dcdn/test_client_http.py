@@ -196,6 +196,15 @@ def test_path_values_are_quoted(server, client):
     assert server.seen[0].path == "/api/v1/compute/instances/..%2F..%2Fearnings%2Fsummary"
 
 
+@pytest.mark.parametrize("bad_id", ["", ".", ".."])
+def test_an_empty_or_dot_id_is_not_found_without_a_request(server, client, bad_id):
+    with pytest.raises(NotFound):
+        client.get_instance(bad_id)
+    with pytest.raises(NotFound):
+        client.destroy_instance(bad_id)
+    assert server.seen == []
+
+
 def test_create_sends_json_body(server, client):
     server.script(ok({**INSTANCE, "root_password": "pw1", "message": "Creating"}, 201))
     created = client.create_instance(
