@@ -24,7 +24,7 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
 from accounts.errors import TokenMissing
-from accounts.services import dcdn_client_for
+from accounts.services import credential_get, dcdn_client_for
 from panel.dcdn.catalog import catalog_cached, catalog_get
 from panel.dcdn.errors import BadRequest, DcdnError, NotFound, Unauthorized
 from panel.dcdn.types import TRANSITIONAL_STATUSES, Catalog, Instance
@@ -352,6 +352,9 @@ def _template_initial(catalog: Catalog, template_id: str) -> dict:
 @require_http_methods(["GET", "POST"])
 @vary_on_headers("HX-Request")
 def instance_create(request: HttpRequest) -> HttpResponse:
+    if credential_get(user=request.user) is None:
+        # Nothing could be created without a token: say so before the form is filled in.
+        return dcdn_error_response(request, TokenMissing())
     try:
         catalog = _catalog_for(request.user)
     except DcdnError as error:

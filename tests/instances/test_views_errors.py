@@ -76,6 +76,15 @@ def test_a_rejected_token_on_the_detail_page_goes_to_the_token_page(rejected_cli
     assert response["Location"] == reverse("accounts:token")
 
 
+def test_create_without_a_token_goes_to_the_token_page(client, db, simulator):
+    user = get_user_model().objects.create_user("new", "new@example.com", PASSWORD)
+    client.force_login(user)
+    response = client.get(reverse("instances:create"))
+    assert response.status_code == 302
+    assert response["Location"] == reverse("accounts:token")
+    assert "No DCDN API token" in text_of(client.get(response["Location"]))
+
+
 def test_home_with_a_rejected_token_explains_and_links(rejected_client):
     response = rejected_client.get(reverse("home"))
     assert_clean_page(response, "Update your API token")
