@@ -406,18 +406,22 @@ def _submit_create(operation: Operation) -> float | None:
     except DcdnError as exc:
         return _fail(operation, exc)
     now = timezone.now()
-    fields = {"instance_id": created.instance.id, "updated_at": now, "note": ""}
-    if created.root_password:
-        fields["root_password_encrypted"] = encrypt_secret(created.root_password)
-        fields["password_expires_at"] = now + _password_ttl()
-    else:
-        fields["note"] = NOTE_NO_PASSWORD
-    # Whatever happened meanwhile, the id and the only copy of the password are kept.
-    Operation.objects.filter(pk=operation.pk).update(**fields)
+    # The id first, whatever happened meanwhile: nothing below may lose the instance.
+    Operation.objects.filter(pk=operation.pk).update(
+        instance_id=created.instance.id, updated_at=now
+    )
     Operation.objects.filter(pk=operation.pk, state__in=Operation.ACTIVE_STATES).update(
-        step="creating", state=Operation.State.SUBMITTED
+        step="creating", state=Operation.State.SUBMITTED, note=""
     )
     snapshots.snapshot_update_instance(user=operation.owner, instance=created.instance)
+    if created.root_password:
+        # The only copy of the password there will ever be.
+        Operation.objects.filter(pk=operation.pk).update(
+            root_password_encrypted=encrypt_secret(created.root_password),
+            password_expires_at=now + _password_ttl(),
+        )
+    else:
+        Operation.objects.filter(pk=operation.pk).update(note=NOTE_NO_PASSWORD)
     operation.refresh_from_db()
     return _settle_create(operation, created.instance)
 
