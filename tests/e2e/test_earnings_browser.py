@@ -148,6 +148,7 @@ def test_summary_node_payout_journey(live_server, operator, simulator, browser_p
     expect(page.get_by_text(WALLET)).to_be_visible()
     confirm_url = page.url
     assert _payout_posts(simulator) == 0
+    confirm_violations = _axe_serious(page)
 
     # A double click on the send button.
     page.get_by_role("button", name=re.compile("Send payout")).dblclick()
@@ -172,6 +173,7 @@ def test_summary_node_payout_journey(live_server, operator, simulator, browser_p
     expect(rows.first).to_contain_text("12.50")
     expect(rows.first).to_contain_text(WALLET)
     expect(rows.first).to_contain_text("Pending")
+    history_violations = _axe_serious(page)
 
     assert _payout_posts(simulator) == 1
     assert PayoutRequest.objects.exclude(state="cancelled").count() == 1
@@ -182,3 +184,5 @@ def test_summary_node_payout_journey(live_server, operator, simulator, browser_p
     assert summary_violations == [], summary_violations
     assert node_violations == [], node_violations
     assert payout_violations == [], payout_violations
+    assert confirm_violations == [], confirm_violations
+    assert history_violations == [], history_violations
