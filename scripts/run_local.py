@@ -55,7 +55,15 @@ def stop_all(processes: list[tuple[str, subprocess.Popen]]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    # Also when started in the background (where SIGINT starts out ignored) or stopped by
+    # a service manager's SIGTERM: stop the children rather than orphan them.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "panel.settings")
     env.setdefault("DCDN_API_URL", f"http://127.0.0.1:{SIM_PORT}/api/v1/compute")
