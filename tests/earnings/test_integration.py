@@ -435,3 +435,70 @@ def test_token_info_is_shared_between_users(demo_client, simulator, outsider):
     selectors.token_info_cached(user=outsider)
     assert sim_calls(simulator, "second-operator", "GET /earnings/token-info") == 0
     assert sim_calls(simulator, DEMO_TOKEN, "GET /earnings/token-info") == 1
+
+
+def test_upstream_calls_along_the_whole_journey(demo_client, simulator, demo_user):
+    """What each step costs upstream (the figures the README quotes)."""
+    node_ids = sim_state(simulator)["nodes"]
+
+    def step(action) -> int:
+        before = sim_calls(simulator)
+        action()
+        return sim_calls(simulator) - before
+
+    costs = {
+        "home card": step(lambda: selectors.earnings_home_card(user=demo_user)),
+        "home card, last 7 days": step(lambda: demo_client.get(reverse("earnings:home_recent"))),
+        "summary": step(lambda: demo_client.get(reverse("earnings:summary"))),
+        "nodes": step(
+            lambda: [demo_client.get(reverse("earnings:node", args=[n])) for n in node_ids]
+        ),
+        "payout form": step(lambda: demo_client.get(reverse("earnings:payout"))),
+        "payout prepared": step(
+            lambda: demo_client.post(
+                reverse("earnings:payout"), {"amount": "10", "wallet_address": EVM_WALLET}
+            )
+        ),
+        "payout sent": step(
+            lambda: _confirm(demo_client, PayoutRequest.objects.get(state=State.DRAFT))
+        ),
+        "payout status": step(
+            lambda: demo_client.get(
+                reverse("earnings:payout_detail", args=[PayoutRequest.objects.get().pk])
+            )
+        ),
+        "history": step(lambda: demo_client.get(reverse("earnings:payouts"))),
+        "summary again": step(lambda: demo_client.get(reverse("earnings:summary"))),
+        "home card again": step(lambda: selectors.earnings_home_card(user=demo_user)),
+    }
+    assert costs == {
+        "home card": 1,  # the summary
+        "home card, last 7 days": len(node_ids),  # one history per node, shared with node pages
+        "summary": 1,  # token info, then shared by every user
+        "nodes": 0,
+        "payout form": 0,
+        "payout prepared": 1,  # a fresh summary to check the balance
+        "payout sent": 1,  # the one POST
+        "payout status": 1,  # the summary again (the payout changed it)
+        "history": 0,
+        "summary again": 0,
+        "home card again": 0,
+    }
+    assert sim_payout_posts(simulator) == 1
+
+
+def test_home_page_shows_the_earnings_card(demo_client, simulator):
+    import inspect
+
+    import panel.views
+
+    if "earnings_home_card" not in inspect.getsource(panel.views):
+        pytest.skip("the home view does not call earnings_home_card yet")
+    response = demo_client.get(reverse("home"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "earnings-card" in html
+    available = Decimal(str(sim_state(simulator)["available"]))
+    assert services.format_amount(available) in html
+    assert reverse("earnings:summary") in html
+    assert sim_calls(simulator, endpoint="GET /earnings/summary") == 1
