@@ -392,12 +392,13 @@ class DcdnClient:
         earnings: bool = False,
     ) -> T:
         """A GET, retried on transient failures within ``max_wait``."""
+        url = self._url(template, path=path, earnings=earnings)  # before spending budget
         deadline = time.monotonic() + self._wait_limit()
         attempts = max(1, int(getattr(settings, "DCDN_RETRY_ATTEMPTS", 3)))
         for attempt in range(1, attempts + 1):
             self._acquire(deadline)
             try:
-                response = self._transmit("GET", template, path=path, earnings=earnings)
+                response = self._transmit("GET", url, template=template)
                 return self._read(response, template=template, parse=parse, fields=())
             except (RateLimited, Unavailable) as exc:
                 delay = self._retry_delay(exc, attempt=attempt)
@@ -419,10 +420,9 @@ class DcdnClient:
         earnings: bool = False,
     ) -> T:
         """A non-GET: sent at most once, since repeating it could create or pay twice."""
+        url = self._url(template, path=path, earnings=earnings)  # before spending budget
         self._acquire(time.monotonic() + self._wait_limit())
-        response = self._transmit(
-            method, template, path=path, body=body, headers=headers, earnings=earnings
-        )
+        response = self._transmit(method, url, template=template, body=body, headers=headers)
         fields = tuple(body) if body else ()
         try:
             return self._read(response, template=template, parse=parse, fields=fields)
@@ -463,12 +463,11 @@ class DcdnClient:
     def _transmit(
         self,
         method: str,
-        template: str,
+        url: str,
         *,
-        path: Mapping[str, str] | None = None,
+        template: str,
         body: dict | None = None,
         headers: Mapping[str, str] | None = None,
-        earnings: bool = False,
     ) -> requests.Response:
         """Send one request; translate transport failures by whether it may have arrived."""
         all_headers = {
@@ -483,7 +482,7 @@ class DcdnClient:
         try:
             return _session().request(
                 method,
-                self._url(template, path=path, earnings=earnings),
+                url,
                 data=data,
                 headers=all_headers,
                 timeout=(float(settings.DCDN_CONNECT_TIMEOUT), float(settings.DCDN_READ_TIMEOUT)),

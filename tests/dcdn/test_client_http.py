@@ -197,12 +197,16 @@ def test_path_values_are_quoted(server, client):
 
 
 @pytest.mark.parametrize("bad_id", ["", ".", ".."])
-def test_an_empty_or_dot_id_is_not_found_without_a_request(server, client, bad_id):
+def test_an_empty_or_dot_id_is_not_found_without_a_request(server, settings, bad_id):
+    settings.DCDN_RATE_LIMIT_PER_MINUTE = 1
+    client = DcdnClient(token=TOKEN, budget_key=unique_key(), max_wait=0)
     with pytest.raises(NotFound):
         client.get_instance(bad_id)
     with pytest.raises(NotFound):
         client.destroy_instance(bad_id)
     assert server.seen == []
+    server.script(ok(PLANS))
+    client.list_plans()  # the budget's one slot was not spent on the refusals
 
 
 def test_create_sends_json_body(server, client):
