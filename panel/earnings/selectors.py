@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.http import Http404
 
+from accounts.errors import TokenMissing
 from accounts.models import owner_key_for
 from accounts.services import dcdn_client_for
 from panel.dcdn.client import DcdnClient
@@ -324,19 +325,28 @@ def earnings_home_card(*, user) -> dict | None:
     without a token, or when DCDN cannot be asked. Never raises: the home page renders.
 
     Costs at most one upstream call (the summary, shared with the summary page) when
-    cold. The week's total comes from node data already cached; when it is not, the card
-    loads it afterwards as a small fragment (``earnings:home_recent``) so the home page
-    never waits for one call per node.
+    cold, and none for a while after DCDN failed for this owner. The week's total comes
+    from node data already cached; when it is not, the card loads it afterwards as a
+    small fragment (``earnings:home_recent``) so the home page never waits for one call
+    per node.
     """
     if not getattr(user, "is_authenticated", False):
         return None
+    owner_key = owner_key_for(user)
+    off_key = f"{_owner_prefix(owner_key)}:card-off"
+    if cache.get(off_key):
+        return None  # DCDN failed for this owner moments ago: do not ask on every visit
     try:
         cached = earnings_summary_for(user=user)
+    except TokenMissing:
+        return None  # no token, no call was made
     except DcdnError as exc:
-        logger.info("Earnings card skipped for %s: %s", owner_key_for(user), type(exc).__name__)
+        logger.info("Earnings card skipped for %s: %s", owner_key, type(exc).__name__)
+        pause = getattr(exc, "retry_after", None) or _timeout()
+        cache.set(off_key, 1, timeout=max(1, min(int(pause), _timeout())))
         return None
     except Exception:
-        logger.exception("Earnings card failed for %s", owner_key_for(user))
+        logger.exception("Earnings card failed for %s", owner_key)
         return None
     summary = cached.value
     if not summary.nodes:

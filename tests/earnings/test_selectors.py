@@ -162,3 +162,12 @@ def test_recent_earnings_reads_each_node_once(user, fake_dcdn):
     again, _ = selectors.recent_earnings_for(user=user, summary=summary)
     assert total == again > 0
     assert fake_dcdn.count("node_earnings") == 2
+
+
+def test_home_card_does_not_ask_again_right_after_a_failure(user, fake_dcdn):
+    from panel.dcdn.errors import Unauthorized
+
+    fake_dcdn.errors["earnings_summary"] = Unauthorized()
+    assert selectors.earnings_home_card(user=user) is None
+    assert selectors.earnings_home_card(user=user) is None
+    assert fake_dcdn.count("earnings_summary") == 1
