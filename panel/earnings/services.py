@@ -449,17 +449,24 @@ def _decide(*, payout: PayoutRequest, summary: EarningsSummary, read_at) -> None
         base.update(last_checked_at=now, check_count=payout.check_count + 1)
 
 
-def payout_reconcile(*, user, payout: PayoutRequest) -> PayoutRequest:
+def payout_reconcile(
+    *, user, payout: PayoutRequest, min_interval_seconds: float = 0
+) -> PayoutRequest:
     """Settle an "unknown" request from a fresh summary; never sends the payout again.
 
     Pending when DCDN's pending + paid out grew by at least the amount since the request
     was prepared; failed ("not received") when it clearly did not, once late arrival is
-    no longer possible; otherwise it stays unknown. Raises DcdnError when the summary
-    cannot be read (the request stays unknown).
+    no longer possible; otherwise it stays unknown. ``min_interval_seconds`` spares the
+    budget when a button asks again too soon. Raises DcdnError when the summary cannot be
+    read (the request stays unknown).
     """
     _mark_stale_sending(user=user)
     payout.refresh_from_db()
     if payout.state != State.UNKNOWN:
+        return payout
+    if payout.last_checked_at and payout.last_checked_at > timezone.now() - timedelta(
+        seconds=min_interval_seconds
+    ):
         return payout
     cached = earnings_summary_for(user=user, force=True)
     _decide(payout=payout, summary=cached.value, read_at=cached.fetched_at)

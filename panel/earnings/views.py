@@ -306,7 +306,11 @@ def payout_detail(request: HttpRequest, pk: int) -> HttpResponse:
     problem = None
     if request.method == "POST":
         try:
-            services.payout_reconcile(user=request.user, payout=payout_request)
+            services.payout_reconcile(
+                user=request.user,
+                payout=payout_request,
+                min_interval_seconds=selectors.MIN_REFRESH_SECONDS,
+            )
         except DcdnError as exc:
             response = dcdn_error_response(request, exc)
             if response is not None:

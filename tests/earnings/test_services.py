@@ -413,3 +413,11 @@ def test_usd_value_is_exact_to_the_cent():
         Decimal("10.63")
     )
     assert services.usd_value(amount=None, price_usd=Decimal(1)) is None
+
+
+def test_check_now_cannot_be_pressed_faster_than_the_refresh_floor(user, fake_dcdn):
+    payout = unknown_payout(user, fake_dcdn)
+    before = fake_dcdn.count("earnings_summary")
+    for _ in range(3):
+        services.payout_reconcile(user=user, payout=payout, min_interval_seconds=5)
+    assert fake_dcdn.count("earnings_summary") == before + 1

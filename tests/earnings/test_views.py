@@ -4,10 +4,12 @@ never become a 500, re-authentication, ownership, CSP-safe markup."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.errors import TokenMissing
 from panel.dcdn.errors import OutcomeUnknown, RateLimited, Unauthorized, Unavailable
@@ -263,6 +265,10 @@ def test_unknown_outcome_detail_page_polls_and_offers_a_check(reauthed, fake_dcd
     assert "<html" not in fragment.content.decode()
     assert "HX-Request" in fragment["Vary"]
     fake_dcdn.summary = make_summary(pending="20")
+    # Opening the page checked a moment ago; "Check now" waits a few seconds between reads.
+    reauthed.post(detail_url)
+    assert PayoutRequest.objects.get().state == State.UNKNOWN
+    PayoutRequest.objects.update(last_checked_at=timezone.now() - timedelta(seconds=10))
     reauthed.post(detail_url)
     assert PayoutRequest.objects.get().state == State.PENDING
     assert fake_dcdn.count("request_payout") == 1
