@@ -38,7 +38,7 @@ from panel.dcdn.errors import (
 from panel.dcdn.types import EarningsSummary
 
 from .models import PayoutRequest
-from .selectors import earnings_summary_for, earnings_summary_forget
+from .selectors import earnings_summary_for, earnings_summary_forget, token_info_cached
 
 logger = logging.getLogger(__name__)
 
@@ -208,8 +208,6 @@ def payout_prepare(*, user, amount: str | Decimal, wallet_address: str) -> Payou
 
 
 def _token_price(*, user) -> Decimal | None:
-    from .selectors import token_info_cached
-
     try:
         return token_info_cached(user=user).value.price_usd
     except DcdnError:
