@@ -19,6 +19,7 @@ Every process is stopped by its PID (terminate, then kill after a timeout).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -212,6 +213,7 @@ def start_celery_worker(
             start_new_session=True,
         )
     proc.log_path = log_path  # type: ignore[attr-defined]
+    proc.own_group = True  # type: ignore[attr-defined]
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
         text = log_path.read_text(errors="replace")
@@ -226,27 +228,39 @@ def start_celery_worker(
 
 
 def stop_process(proc: subprocess.Popen | None, *, timeout: float = 10.0) -> None:
-    """Stop a process we started: SIGTERM, then SIGKILL if it is still there."""
-    if proc is None or proc.poll() is not None:
+    """Stop a process we started: SIGTERM, then SIGKILL if it is still there.
+
+    Processes from ``start_celery_worker`` lead their own process group (an embedded
+    beat runs as a child): whatever of that group outlives its leader is killed too.
+    """
+    if proc is None:
         return
-    try:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_process(proc)
-    except ProcessLookupError:
-        pass
+    if proc.poll() is None:
+        try:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        except ProcessLookupError:
+            pass
+    kill_process(proc)
 
 
 def kill_process(proc: subprocess.Popen) -> None:
-    """SIGKILL (no cleanup, like a crash or an OOM kill) and reap it."""
-    if proc.poll() is not None:
-        return
-    try:
-        proc.kill()
-    except ProcessLookupError:
-        return
+    """SIGKILL the process and its group (no cleanup, like a crash) and reap it."""
+    if _leads_group(proc):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
     proc.wait(timeout=10)
+
+
+def _leads_group(proc: subprocess.Popen) -> bool:
+    """Whether ``proc`` was started as the leader of its own process group (and so the
+    group id is ours, not the test runner's)."""
+    return bool(getattr(proc, "own_group", False))
 
 
 def log_tail(proc: subprocess.Popen, chars: int = 4000) -> str:
