@@ -1,12 +1,12 @@
 """The operator's journey in real Chromium against the simulator: summary -> node (chart
 and table) -> payout (re-entered password, confirmation, a double click and a replayed
 POST) -> history with one payout; the simulator counts exactly one upstream payout.
-Accessibility scans of the summary, node and payout pages."""
+Accessibility scans of the summary, node and payout pages. Chromium, the logged-in page
+and the axe helper come from tests/e2e/conftest.py."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import urllib.request
 
@@ -16,14 +16,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
 PASSWORD = "correct-horse-battery-staple-7"
 WALLET = "0x" + "5aB3" * 10
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def _sim(simulator, path: str) -> dict:
@@ -49,60 +41,18 @@ def operator(transactional_db, simulator, settings):
     return user
 
 
-@pytest.fixture
-def browser_page():
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM reads
-    # (payout rows) are still plain synchronous calls.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=LAUNCH_ARGS, headless=True
-        )
-        context = browser.new_context()
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.csp_errors = errors
-        try:
-            yield page
-        finally:
-            context.close()
-            browser.close()
-            if previous is None:
-                os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-            else:
-                os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-
-
-def _axe_serious(page) -> list[str]:
-    from axe_playwright_python.sync_playwright import Axe
-
-    results = Axe().run(page)
-    return [
-        f"{v['id']} ({v['impact']}): {v['help']} — "
-        + "; ".join(n["target"][0] if n.get("target") else "?" for n in v["nodes"][:3])
-        for v in results.response["violations"]
-        if v.get("impact") in ("serious", "critical")
-    ]
-
-
-def test_summary_node_payout_journey(live_server, operator, simulator, browser_page):
+def test_summary_node_payout_journey(live_server, operator, simulator, logged_in_page, axe_check):
     from playwright.sync_api import expect
 
     from panel.earnings.models import PayoutRequest
 
-    page = browser_page
     base = live_server.url
-    page.goto(f"{base}/accounts/login/?next=/earnings/")
-    page.fill("input[name=username]", "operator")
-    page.fill("input[name=password]", PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    page = logged_in_page("operator", PASSWORD)
+    console_errors: list[str] = []
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
 
     # Summary: balances, the node table, the token panel, freshness.
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Earnings").click()
     page.wait_for_url(re.compile(r"/earnings/$"))
     expect(page.get_by_role("heading", name="Earnings", level=1)).to_be_visible()
     expect(page.get_by_text("Available", exact=True).first).to_be_visible()
@@ -110,7 +60,7 @@ def test_summary_node_payout_journey(live_server, operator, simulator, browser_p
     expect(nodes.get_by_role("row")).to_have_count(3)  # header + two nodes
     expect(page.get_by_role("heading", name="The DCDN token")).to_be_visible()
     expect(page.get_by_text(re.compile(r"Figures (just fetched|from \d+ s ago)"))).to_be_visible()
-    summary_violations = _axe_serious(page)
+    summary_violations = axe_check(page, context="earnings summary")
 
     # Node: the chart (an image with a name and description) and the same data as a table.
     page.get_by_role("link", name="node-eu-central-1").click()
@@ -120,7 +70,7 @@ def test_summary_node_payout_journey(live_server, operator, simulator, browser_p
     assert page.locator("svg rect.series-vps").count() >= 1
     expect(page.get_by_role("table").get_by_role("row")).to_have_count(32)  # head + 30 + foot
     expect(page.get_by_role("link", name=re.compile("Download CSV"))).to_be_visible()
-    node_violations = _axe_serious(page)
+    node_violations = axe_check(page, context="earnings node")
 
     # Payout: the form asks for the password again first.
     page.get_by_role("link", name="Earnings", exact=True).first.click()
@@ -130,7 +80,7 @@ def test_summary_node_payout_journey(live_server, operator, simulator, browser_p
         page.get_by_role("button", name="Confirm").click()
     page.wait_for_url(re.compile(r"/earnings/payout/$"))
     expect(page.get_by_role("heading", name="Request a payout")).to_be_visible()
-    payout_violations = _axe_serious(page)
+    payout_violations = axe_check(page, context="earnings payout")
 
     # Invalid input first: refused on the page, nothing sent.
     page.get_by_label("Amount").fill("5")
@@ -148,7 +98,7 @@ def test_summary_node_payout_journey(live_server, operator, simulator, browser_p
     expect(page.get_by_text(WALLET)).to_be_visible()
     confirm_url = page.url
     assert _payout_posts(simulator) == 0
-    confirm_violations = _axe_serious(page)
+    confirm_violations = axe_check(page, context="earnings confirm")
 
     # A double click on the send button.
     page.get_by_role("button", name=re.compile("Send payout")).dblclick()
@@ -173,14 +123,14 @@ def test_summary_node_payout_journey(live_server, operator, simulator, browser_p
     expect(rows.first).to_contain_text("12.50")
     expect(rows.first).to_contain_text(WALLET)
     expect(rows.first).to_contain_text("Pending")
-    history_violations = _axe_serious(page)
+    history_violations = axe_check(page, context="earnings history")
 
     assert _payout_posts(simulator) == 1
     assert PayoutRequest.objects.exclude(state="cancelled").count() == 1
     state = _sim(simulator, "/_sim/state?token=demo-token")
     assert sum(1 for p in state["payouts"] if str(p["amount"]) in ("12.5", "12.50")) == 1
 
-    assert not [e for e in page.csp_errors if "Content Security Policy" in e], page.csp_errors
+    assert not [e for e in console_errors if "Content Security Policy" in e], console_errors
     assert summary_violations == [], summary_violations
     assert node_violations == [], node_violations
     assert payout_violations == [], payout_violations
