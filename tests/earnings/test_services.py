@@ -7,6 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.test import TestCase
 from django.utils import timezone
 
 from accounts.errors import TokenMissing
@@ -421,3 +422,34 @@ def test_check_now_cannot_be_pressed_faster_than_the_refresh_floor(user, fake_dc
     for _ in range(3):
         services.payout_reconcile(user=user, payout=payout, min_interval_seconds=5)
     assert fake_dcdn.count("earnings_summary") == before + 1
+
+
+def test_an_unknown_outcome_schedules_a_worker_check(user, fake_dcdn, monkeypatch, settings):
+    from panel.earnings import tasks
+
+    scheduled = []
+    monkeypatch.setattr(
+        tasks.payout_reconcile_task,
+        "apply_async",
+        lambda **kwargs: scheduled.append(kwargs),
+    )
+    settings.EARNINGS_PAYOUT_RECONCILE_GRACE_SECONDS = 40
+    fake_dcdn.errors["request_payout"] = [OutcomeUnknown()]
+    draft = prepare(user)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        payout = services.payout_confirm(user=user, confirm_token=draft.confirm_token)
+    assert scheduled == [{"args": [payout.pk], "countdown": 40, "retry": False}]
+
+
+def test_a_broker_failure_does_not_break_the_payout(user, fake_dcdn, monkeypatch):
+    from panel.earnings import tasks
+
+    def broken(**kwargs):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(tasks.payout_reconcile_task, "apply_async", broken)
+    fake_dcdn.errors["request_payout"] = [OutcomeUnknown()]
+    draft = prepare(user)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        payout = services.payout_confirm(user=user, confirm_token=draft.confirm_token)
+    assert payout.state == State.UNKNOWN
