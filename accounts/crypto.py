@@ -68,3 +68,18 @@ def rotate_secret(ciphertext: str) -> str:
         return _fernet().rotate(ciphertext.encode("ascii")).decode("ascii")
     except (InvalidToken, UnicodeEncodeError, TypeError, AttributeError):
         raise SecretUnreadable() from None
+
+
+# Short-lived secrets other apps keep with ``encrypt_secret`` (model label, field name).
+# ``rotate_token_keys`` re-encrypts them too; one that no key can read is wiped, since
+# its owner can always ask DCDN for a new one (e.g. reset the root password).
+_SHORT_LIVED_SECRET_FIELDS: list[tuple[str, str]] = []
+
+
+def register_short_lived_secret(model_label: str, field_name: str) -> None:
+    if (model_label, field_name) not in _SHORT_LIVED_SECRET_FIELDS:
+        _SHORT_LIVED_SECRET_FIELDS.append((model_label, field_name))
+
+
+def short_lived_secret_fields() -> list[tuple[str, str]]:
+    return list(_SHORT_LIVED_SECRET_FIELDS)

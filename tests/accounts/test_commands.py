@@ -126,3 +126,43 @@ def test_demo_setup_is_idempotent_and_prints_the_password_once(fake_dcdn):
     credential = DcdnCredential.objects.get(owner=demo)
     assert decrypt_secret(credential.token_encrypted) == "demo-token"
     assert credential.last4 == "oken"
+
+
+def test_rotation_re_encrypts_waiting_root_passwords_and_wipes_unreadable_ones(
+    settings, user, fake_dcdn
+):
+    from accounts.crypto import encrypt_secret
+    from panel.instances.models import Operation
+
+    old, lost, new = (Fernet.generate_key().decode() for _ in range(3))
+    settings.TOKEN_ENCRYPTION_KEYS = [old]
+    services.credential_save(user=user, token=TOKEN)
+    waiting = Operation.objects.create(
+        owner=user,
+        owner_key=f"user:{user.pk}",
+        kind="reset_password",
+        state="succeeded",
+        instance_id="i-1",
+        instance_name="web-1",
+        root_password_encrypted=encrypt_secret("root-pass-1"),
+    )
+    settings.TOKEN_ENCRYPTION_KEYS = [lost]
+    orphan = Operation.objects.create(
+        owner=user,
+        owner_key=f"user:{user.pk}",
+        kind="reset_password",
+        state="succeeded",
+        instance_id="i-2",
+        instance_name="web-2",
+        root_password_encrypted=encrypt_secret("root-pass-2"),
+    )
+
+    settings.TOKEN_ENCRYPTION_KEYS = [new, old]
+    out = _run("rotate_token_keys")
+    assert "Re-encrypted 1 one-time secrets; wiped 1" in out
+
+    settings.TOKEN_ENCRYPTION_KEYS = [new]
+    waiting.refresh_from_db()
+    orphan.refresh_from_db()
+    assert decrypt_secret(waiting.root_password_encrypted) == "root-pass-1"
+    assert orphan.root_password_encrypted == ""

@@ -1,7 +1,8 @@
+from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from accounts.crypto import SecretUnreadable, rotate_secret
+from accounts.crypto import SecretUnreadable, rotate_secret, short_lived_secret_fields
 from accounts.models import DcdnCredential
 
 
@@ -42,6 +43,27 @@ class Command(BaseCommand):
             for pk, ciphertext in rotated:
                 # update(), not save(): rotation is not a change the owner made.
                 DcdnCredential.objects.filter(pk=pk).update(token_encrypted=ciphertext)
+            secrets_rotated, secrets_wiped = self._rotate_short_lived_secrets()
         self.stdout.write(
             self.style.SUCCESS(f"Re-encrypted {len(rotated)} tokens under the newest key.")
         )
+        if secrets_rotated or secrets_wiped:
+            self.stdout.write(
+                f"Re-encrypted {secrets_rotated} one-time secrets; wiped {secrets_wiped} "
+                "that no key could read (their owners can ask for new ones)."
+            )
+
+    def _rotate_short_lived_secrets(self) -> tuple[int, int]:
+        rotated = wiped = 0
+        for model_label, field in short_lived_secret_fields():
+            model = apps.get_model(model_label)
+            rows = model.objects.select_for_update().exclude(**{field: ""}).values_list("pk", field)
+            for pk, ciphertext in rows:
+                try:
+                    new_value = rotate_secret(ciphertext)
+                    rotated += 1
+                except SecretUnreadable:
+                    new_value = ""
+                    wiped += 1
+                model.objects.filter(pk=pk).update(**{field: new_value})
+        return rotated, wiped
