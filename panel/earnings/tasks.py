@@ -31,3 +31,25 @@ def payout_reconcile_task(self, payout_id: int) -> None:
         return
     if payout.check_count < MAX_CHECKS:
         raise self.retry(countdown=countdown)
+
+
+@shared_task(ignore_result=True)
+def payouts_reconcile_due() -> int:
+    """Periodic sweep (for the beat schedule): queue a check of every unknown payout and
+    of every request left "sending" by a process that stopped. Returns how many."""
+    from django.utils import timezone
+
+    from .services import sending_stale_after
+
+    State = PayoutRequest.State
+    stale = timezone.now() - sending_stale_after()
+    ids = list(
+        PayoutRequest.objects.filter(state=State.UNKNOWN).values_list("pk", flat=True)
+    ) + list(
+        PayoutRequest.objects.filter(state=State.SENDING, sent_at__lt=stale).values_list(
+            "pk", flat=True
+        )
+    )
+    for payout_id in ids:
+        payout_reconcile_task.delay(payout_id)
+    return len(ids)

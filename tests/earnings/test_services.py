@@ -453,3 +453,17 @@ def test_a_broker_failure_does_not_break_the_payout(user, fake_dcdn, monkeypatch
     with TestCase.captureOnCommitCallbacks(execute=True):
         payout = services.payout_confirm(user=user, confirm_token=draft.confirm_token)
     assert payout.state == State.UNKNOWN
+
+
+def test_periodic_sweep_queues_unknown_and_stuck_requests(user, fake_dcdn, monkeypatch):
+    from panel.earnings import tasks
+
+    queued = []
+    monkeypatch.setattr(tasks.payout_reconcile_task, "delay", queued.append)
+    unknown = unknown_payout(user, fake_dcdn)
+    stuck = prepare(user)
+    PayoutRequest.objects.filter(pk=stuck.pk).update(
+        state=State.SENDING, sent_at=timezone.now() - timedelta(hours=1)
+    )
+    assert tasks.payouts_reconcile_due() == 2
+    assert sorted(queued) == sorted([unknown.pk, stuck.pk])
