@@ -19,6 +19,8 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/1")
 # The broker lives in its own Redis database: the cache (db 1) is flushed between tests.
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/2")
 os.environ.setdefault("CACHE_KEY_PREFIX", f"test{os.getpid()}")
+# A queue of its own: a purge or a worker of another run on this machine never sees ours.
+os.environ.setdefault("CELERY_QUEUE", f"test{os.getpid()}")
 os.environ.setdefault("PANEL_VAR_DIR", str(ROOT / "var" / "test"))
 os.environ.setdefault("DJANGO_DEBUG", "0")
 os.environ.setdefault("LOGIN_FAILURE_LIMIT", "20")

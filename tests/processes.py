@@ -105,6 +105,7 @@ def celery_env(**overrides: str | float | int) -> dict[str, str]:
         "DATABASE_CONN_MAX_AGE": "0",
         "REDIS_URL": getattr(settings, "REDIS_URL", ""),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
         "CACHE_KEY_PREFIX": cache.get("KEY_PREFIX", "") or os.environ.get("CACHE_KEY_PREFIX", ""),
         "DCDN_API_URL": settings.DCDN_API_URL,
         "DCDN_EARNINGS_URL": settings.DCDN_EARNINGS_URL,
@@ -160,7 +161,7 @@ def start_celery_worker(
     env: dict[str, str],
     *,
     beat: bool = False,
-    queues: str = "celery",
+    queues: str | None = None,
     log_path: Path | str | None = None,
     ready_timeout: float = 30.0,
     extra_args: tuple[str, ...] = (),
@@ -177,6 +178,10 @@ def start_celery_worker(
         os.close(handle)
         log_path = Path(name)
     log_path = Path(log_path)
+    if queues is None:
+        from django.conf import settings
+
+        queues = settings.CELERY_TASK_DEFAULT_QUEUE
     node = f"test-{os.getpid()}-{free_port()}@%h"
     args = [
         sys.executable,
