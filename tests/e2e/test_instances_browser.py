@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from tests.instances.test_views import sim_endpoints
-from tests.processes import celery_env, purge_broker, start_celery_worker, stop_process
+from tests.processes import celery_env, start_celery_worker, stop_process
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -28,13 +28,16 @@ def _fast(settings):
     settings.DCDN_SNAPSHOT_SECONDS = 0.5
     settings.OPERATIONS_POLL_SECONDS = 0.5
     settings.DCDN_BUDGET_MAX_WAIT = 2.0
+    # The worker runs beat too: a task message lost on the way (another run's worker on
+    # the same broker, a crash) is re-sent by the reconciler within seconds.
+    settings.OPERATIONS_RECONCILE_SECONDS = 2.0
+    settings.OPERATIONS_RECONCILE_MARGIN_SECONDS = 3.0
 
 
 @pytest.fixture
 def worker(live_server, simulator, _fast, tmp_path):
-    """A real Celery worker on the test database, the simulator and our cache."""
-    purge_broker()
-    proc = start_celery_worker(celery_env(), log_path=tmp_path / "worker.log")
+    """A real Celery worker (with beat) on the test database, the simulator and our cache."""
+    proc = start_celery_worker(celery_env(), beat=True, log_path=tmp_path / "worker.log")
     yield proc
     stop_process(proc)
 
@@ -233,8 +236,10 @@ def reload_until(page, selector: str, text: str, *, timeout: float = 30.0) -> No
     """Without JavaScript nothing polls: reload, as a person would, until ``text`` shows."""
     from tests.processes import wait_for
 
+    url = page.url
+
     def shown() -> bool:
-        page.reload()
+        page.goto(url)
         return text in page.locator(selector).inner_text()
 
     wait_for(shown, timeout=timeout, interval=0.3, message=f"{text!r} never showed")
