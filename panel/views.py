@@ -14,6 +14,7 @@ from panel.dcdn_errors_ui import (
     dcdn_error_message,
     dcdn_error_retry_seconds,
 )
+from panel.earnings.selectors import earnings_home_card
 from panel.instances import selectors
 
 RECENT_OPERATIONS = 5
@@ -48,8 +49,8 @@ def home(request: HttpRequest) -> HttpResponse:
         active_ops=active,
         inflight_sig=",".join(f"{op.pk}.{op.state}.{op.step}" for op in active),
         recent_ops=list(selectors.operations_for_user(user=request.user, limit=RECENT_OPERATIONS)),
-        # Earnings: the earnings app fills this with its home card's context (its
-        # template is earnings/_home_card.html); None hides the card.
-        earnings_card=None,
+        # Earnings: the earnings app's card (earnings/_home_card.html); None hides it.
+        # Never raises, and costs at most one cached upstream call.
+        earnings_card=earnings_home_card(user=request.user),
     )
     return render(request, "panel/home.html", context)
