@@ -51,6 +51,13 @@ def test_summary_node_payout_journey(live_server, operator, simulator, logged_in
     console_errors: list[str] = []
     page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
 
+    # Overview: the earnings card, whose week total arrives as an htmx fragment.
+    page.goto(f"{base}/")
+    card = page.locator("section.earnings-card")
+    expect(card.get_by_role("heading", name="Earnings")).to_be_visible()
+    expect(card).to_contain_text("Available")
+    expect(card.locator(".stat").nth(1)).to_contain_text(re.compile(r"Last 7 days\s*[\d,.]+ DCDN"))
+
     # Summary: balances, the node table, the token panel, freshness.
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Earnings").click()
     page.wait_for_url(re.compile(r"/earnings/$"))
