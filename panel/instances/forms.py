@@ -258,3 +258,18 @@ class DestroyConfirmForm(forms.Form):
                 params={"name": self.instance_name},
             )
         return value
+
+
+def operation_error_summary(*, kind: str, code: str, field: str, message: str) -> dict:
+    """What a failed operation's page says: the form label it concerns and the words,
+    phrased as the create form would phrase them."""
+    text = message or "DCDN refused the request."
+    if kind != "create":
+        return {"field": "", "text": text}
+    error_kind = upstream_error_kind(code)
+    if error_kind == "credits":
+        return {"field": "", "text": NOT_ENOUGH_CREDITS}
+    if error_kind == "conflict" and field in ("", "name", None):
+        return {"field": "Name", "text": NAME_IN_USE}
+    form_field = InstanceCreateForm.base_fields.get(field or "")
+    return {"field": form_field.label if form_field else "", "text": text}

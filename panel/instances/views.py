@@ -40,6 +40,7 @@ from .forms import (
     DestroyConfirmForm,
     InstanceCreateForm,
     SshKeyForm,
+    operation_error_summary,
 )
 from .snapshot import snapshot_get
 
@@ -783,6 +784,12 @@ def _operation_context(request: HttpRequest, pk: int, **extra) -> dict:
     operation = selectors.operation_for_user(user=request.user, operation_id=pk)
     return {
         "op": operation,
+        "op_error": operation_error_summary(
+            kind=operation.kind,
+            code=operation.error_code,
+            field=operation.error_field,
+            message=operation.error_message,
+        ),
         "password_kinds": PASSWORD_KINDS,
         "retry_url": (
             f"{reverse('instances:create')}?from_operation={operation.pk}"

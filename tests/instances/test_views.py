@@ -329,6 +329,7 @@ def test_not_enough_credits_comes_back_as_a_form_error(owner_client, owner):
     operation = failed_create(owner, plan="d-2xlarge", cpu_type="dedicated")
     page = text_of(owner_client.get(reverse("instances:operation", args=[operation.pk])))
     assert "Edit and try again" in page
+    assert "Not enough credits" in page
     response = owner_client.get(reverse("instances:create") + f"?from_operation={operation.pk}")
     html = text_of(response)
     assert "Not enough credits" in html
@@ -341,6 +342,8 @@ def test_a_409_from_dcdn_comes_back_on_name(owner_client, owner):
     # The panel's own check is skipped when its snapshot is old: DCDN answers 409.
     snapshot.snapshot_clear(owner=snapshot.owner_key(owner))
     operation = failed_create(owner, name="dup")
+    page = text_of(owner_client.get(reverse("instances:operation", args=[operation.pk])))
+    assert "Name: This name is already in use" in page
     response = owner_client.get(reverse("instances:create") + f"?from_operation={operation.pk}")
     assert "already in use" in field_errors(text_of(response), "id_name")
 
@@ -357,6 +360,8 @@ def test_a_400_from_dcdn_comes_back_on_the_field_it_names(owner_client, owner):
         error_field="image",
         error_message="Image 'debian-12' is not available in eu-west.",
     )
+    page = text_of(owner_client.get(reverse("instances:operation", args=[operation.pk])))
+    assert "Image: Image &#x27;debian-12&#x27; is not available" in page
     response = owner_client.get(reverse("instances:create") + f"?from_operation={operation.pk}")
     assert "not available in eu-west" in field_errors(text_of(response), "id_image")
 
