@@ -287,7 +287,15 @@ OPERATIONS_ADOPT_GRACE_SECONDS = env_float("OPERATIONS_ADOPT_GRACE_SECONDS", 30.
 # A root password nobody revealed is wiped after this long.
 OPERATIONS_PASSWORD_TTL_SECONDS = env_float("OPERATIONS_PASSWORD_TTL_SECONDS", 24 * 3600.0)
 OPERATIONS_MAX_BACKOFF_SECONDS = env_float("OPERATIONS_MAX_BACKOFF_SECONDS", 60.0)
+# Payouts whose outcome is unknown are checked against the summary this often.
+PAYOUTS_RECONCILE_SECONDS = env_float("PAYOUTS_RECONCILE_SECONDS", 60.0)
+# A confirmation page is valid this long; then the form must be filled in again.
+EARNINGS_PAYOUT_CONFIRM_SECONDS = int(os.environ.get("EARNINGS_PAYOUT_CONFIRM_SECONDS", "900"))
 CELERY_BEAT_SCHEDULE = {
+    "reconcile-payouts": {
+        "task": "panel.earnings.tasks.payouts_reconcile_due",
+        "schedule": PAYOUTS_RECONCILE_SECONDS,
+    },
     "reconcile-operations": {
         "task": "panel.instances.tasks.operations_reconcile",
         "schedule": OPERATIONS_RECONCILE_SECONDS,
