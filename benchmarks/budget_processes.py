@@ -54,7 +54,7 @@ print(json.dumps({"ok": ok, "refused": refused, "upstream_429": upstream_429}))
 
 
 def sim_calls(base_url: str) -> dict:
-    with urllib.request.urlopen(base_url + "/_sim/calls", timeout=5) as resp:  # noqa: S310
+    with urllib.request.urlopen(base_url + "/_sim/calls", timeout=5) as resp:
         return json.load(resp)
 
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def sim_list_calls(base_url: str) -> int:
-    with urllib.request.urlopen(base_url + "/_sim/calls", timeout=5) as resp:  # noqa: S310
+    with urllib.request.urlopen(base_url + "/_sim/calls", timeout=5) as resp:
         calls = json.load(resp)
     endpoints = calls.get("by_token", {}).get("demo-token", {}).get("endpoints", {})
     return int(endpoints.get("GET /instances", 0))
@@ -36,7 +36,7 @@ def sim_list_calls(base_url: str) -> int:
 
 def sim_reset_calls(base_url: str) -> None:
     req = urllib.request.Request(base_url + "/_sim/calls/reset", data=b"{}", method="POST")
-    urllib.request.urlopen(req, timeout=5).read()  # noqa: S310
+    urllib.request.urlopen(req, timeout=5).read()
 
 
 def hammer(poll, *, tabs: int, seconds: float, interval: float) -> int:
