@@ -271,6 +271,8 @@ def _list_row(request: HttpRequest, instance_id: str) -> HttpResponse:
     toast = _settled_toast(name, was, instance.status if instance else None)
     if toast:
         _toast(response, *toast)
+    if instance is None:
+        # The row is gone: the counts and the monthly total change with it.
         trigger_client_event(response, "instances-changed", {})
     return response
 

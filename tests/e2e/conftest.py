@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-
 CHROMIUM = os.environ.get("PANEL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",

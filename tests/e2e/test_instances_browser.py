@@ -305,3 +305,71 @@ def test_every_action_works_without_javascript(live_server, new_page, worker, si
     reload_until(page, "#op-progress", "plain-web was destroyed.")
     page.goto(base + "/instances/?q=plain")
     expect(page.get_by_role("link", name="plain-web", exact=True)).to_have_count(0)
+
+
+@pytest.fixture
+def slow_simulator(settings):
+    """A private simulator whose transitions take seconds, so pages can be seen updating."""
+    from panel.dcdn.simulator.server import SimulatorServer
+
+    server = SimulatorServer(
+        host="127.0.0.1",
+        port=0,
+        create_seconds=3.0,
+        destroy_seconds=3.0,
+        transition_seconds=3.0,
+    )
+    server.start()
+    settings.DCDN_API_URL = server.api_url
+    settings.DCDN_EARNINGS_URL = server.api_url
+    yield server
+    server.stop()
+
+
+@pytest.mark.timeout(90)
+def test_list_and_detail_update_themselves(live_server, new_page, slow_simulator, transactional_db):
+    from playwright.sync_api import expect
+
+    from accounts.services import credential_store_unverified, dcdn_client_for
+
+    from .conftest import log_in
+
+    user = make_user("erin")
+    credential_store_unverified(user=user, token="demo-token")
+    client = dcdn_client_for(user)
+    created = client.create_instance(
+        name="live-1", plan="nano", image="debian-12", region="eu-west"
+    )
+    client.create_instance(name="live-2", plan="micro", image="debian-12", region="us-east")
+
+    page = new_page()
+    log_in(page, live_server.url, "erin", PASSWORD)
+    page.goto(live_server.url + "/instances/")
+    row = page.locator(f"#row-{created.instance.id}")
+    expect(row).to_contain_text("Creating")
+    expect(row).to_have_attribute("hx-trigger", "every 2s")
+    # No reload: the row polls the snapshot until it settles, then stops polling.
+    expect(row).to_contain_text("Running", timeout=15_000)
+    expect(row).not_to_have_attribute("hx-trigger", "every 2s")
+    expect(page.locator("#toasts")).to_contain_text("live-1 is now running.")
+
+    # Search narrows the table in place (htmx) and the address follows.
+    page.get_by_label("Search").fill("live-2")
+    expect(page.locator("#instances-table tbody tr")).to_have_count(1)
+    expect(page).to_have_url(re.compile(r"q=live-2"))
+    page.get_by_label("Search").fill("")
+    expect(page.locator("#instances-table tbody tr")).to_have_count(2)
+    page.get_by_role("link", name="Monthly cost").click()
+    expect(page.locator("#instances-table tbody tr").first).to_contain_text("live-1")
+    page.get_by_role("link", name="Monthly cost").click()
+    expect(page.locator("#instances-table tbody tr").first).to_contain_text("live-2")
+
+    # The detail page's status block follows a restart by itself.
+    page.goto(live_server.url + f"/instances/{created.instance.id}/")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Restart").click()
+    status = page.locator("#instance-status")
+    expect(status).to_contain_text("Restarting")
+    expect(page.get_by_role("button", name="Stop", exact=True)).to_be_disabled()
+    expect(status).to_contain_text("Running", timeout=15_000)
+    expect(page.get_by_role("button", name="Stop", exact=True)).to_be_enabled()

@@ -456,7 +456,7 @@ def test_a_row_that_settles_stops_polling_and_toasts(owner_client, owner, settin
     assert "hx-trigger" not in text_of(response)
     trigger = json.loads(response["HX-Trigger"])
     assert trigger["toast"]["text"] == "web-1 is now stopped."
-    assert "instances-changed" in trigger
+    assert "instances-changed" not in trigger  # the row updated itself; nothing else changed
 
 
 def test_list_polls_cost_no_upstream_call_beyond_the_snapshot(owner_client, owner, simulator):
@@ -714,3 +714,21 @@ def test_home_without_a_token_says_what_to_do(client, db, simulator):
     response = client.get(reverse("home"))
     assert response.status_code == 200
     assert "Add your API token" in text_of(response)
+
+
+def test_a_destroyed_row_removes_itself_and_refreshes_the_totals(owner_client, owner, settings):
+    settings.DCDN_SNAPSHOT_SECONDS = 0.1
+    instance = make_instance(owner, "web-1")
+    client = dcdn_client_for(owner)
+    client.destroy_instance(instance.id)
+    snapshot.snapshot_get(user=owner)
+    url = reverse("instances:list") + f"?row={instance.id}&was=destroying&name=web-1"
+
+    def gone():
+        response = owner_client.get(url, **HTMX)
+        return response if response.status_code == 200 and not response.content else None
+
+    response = wait_until(gone)
+    trigger = json.loads(response["HX-Trigger"])
+    assert trigger["toast"]["text"] == "web-1 was destroyed."
+    assert "instances-changed" in trigger
