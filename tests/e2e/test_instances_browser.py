@@ -168,6 +168,7 @@ def test_instance_journey(live_server, logged_in_page, worker, simulator, axe_ch
 
     # What it cost upstream: one create, one delete, no repeated sends.
     calls = sim_endpoints(simulator)
+    print("upstream calls during the journey:", dict(sorted(calls.items())))
     assert calls.get("POST /instances") == 1, calls
     assert calls.get("DELETE /instances/{id}") == 1, calls
 
