@@ -8,8 +8,9 @@ How an operation stays correct when things go wrong:
   message and the reconciler cannot both create.
 - A run that finds ``submitted_at`` set but no instance id knows the request may have
   reached DCDN (timeout, killed worker): it looks the name up in the snapshot and adopts
-  the instance; it never sends the create again. Not found after a grace period means
-  it was not created, and the operation fails with a message saying it can be retried.
+  the instance. Not found after a grace period means it was not created (say the worker
+  died before the request left): the create is sent once more. That cannot make a second
+  instance, because DCDN refuses a duplicate name (409), which is then adopted too.
 - Polling reads the owner's shared snapshot, so all of one owner's operations and tabs
   together cost at most one upstream ``GET /instances`` per ``DCDN_SNAPSHOT_SECONDS``.
 - Every run counts an attempt; past ``OPERATIONS_MAX_ATTEMPTS`` the operation fails, so
@@ -62,6 +63,12 @@ NOTE_ADOPTED = (
 NOTE_CHECKING = "DCDN did not answer in time; checking whether the request took effect."
 NOTE_NO_PASSWORD = "DCDN did not return a root password: use Reset password to get one."
 NOTE_SUPERSEDED = "A newer password reset replaced this password."
+NOTE_RESENDING = (
+    "No instance appeared after the create was sent, so it is being sent again "
+    "(DCDN refuses a second instance with the same name)."
+)
+# Creates sent again after their first outcome stayed unknown; then the operation fails.
+MAX_CREATE_RESENDS = 2
 
 _ERROR_CODES = {
     Unauthorized: "unauthorized",
@@ -403,6 +410,13 @@ def _submit_create(operation: Operation) -> float | None:
         # Certainly not applied (refused by the budget, a 429, no connection, a 5xx).
         _unclaim(operation, claimed_at)
         return _retry_delay(exc)
+    except Conflict as exc:
+        if not _resends(operation):
+            return _fail(operation, exc)
+        # A resend found the name taken: the first request did create it after all.
+        _update(operation, note=NOTE_CHECKING)
+        snapshots.snapshot_mark_stale(user=operation.owner)
+        return _poll_seconds()
     except DcdnError as exc:
         return _fail(operation, exc)
     now = timezone.now()
@@ -443,6 +457,8 @@ def _adopt_or_wait(operation: Operation) -> float | None:
         operation.refresh_from_db()
         return _settle_create(operation, found)
     if timezone.now() - operation.submitted_at > _grace():
+        if _resends(operation) < MAX_CREATE_RESENDS and _release_for_resend(operation):
+            return _poll_seconds()
         _finish(
             operation,
             Operation.State.FAILED,
@@ -455,6 +471,33 @@ def _adopt_or_wait(operation: Operation) -> float | None:
         )
         return None
     return wait
+
+
+def _resends(operation: Operation) -> int:
+    return int((operation.params or {}).get("resends", 0))
+
+
+def _release_for_resend(operation: Operation) -> bool:
+    """Let the next run send the create again; conditional, so only one run does."""
+    params = dict(operation.params or {})
+    params["resends"] = _resends(operation) + 1
+    released = Operation.objects.filter(
+        pk=operation.pk,
+        submitted_at=operation.submitted_at,
+        instance_id="",
+        state__in=Operation.ACTIVE_STATES,
+    ).update(
+        submitted_at=None,
+        state=Operation.State.QUEUED,
+        params=params,
+        note=NOTE_RESENDING,
+        updated_at=timezone.now(),
+    )
+    if released:
+        operation.submitted_at = None
+        operation.state = Operation.State.QUEUED
+        operation.params = params
+    return bool(released)
 
 
 def _adoptable(operation: Operation, instance: Instance) -> bool:
@@ -660,7 +703,27 @@ def _next_poll(operation: Operation, snap: snapshots.Snapshot | None = None) -> 
     return delay
 
 
-def _enqueue(operation_id: int) -> None:
+def operations_resume() -> int:
+    """Send every active operation's next step for when it is due.
+
+    Run when a worker starts: it may replace one that died holding their messages (the
+    filesystem broker loses those, Redis only gives them back after its visibility
+    timeout). A message for an operation that another chain already drives finds it not
+    due and stops, so this never doubles the work. Returns how many were sent.
+    """
+    now = timezone.now()
+    active = Operation.objects.filter(state__in=Operation.ACTIVE_STATES).values_list(
+        "pk", "next_poll_at"
+    )
+    count = 0
+    for pk, due in active.order_by("next_poll_at")[:500]:
+        countdown = max(0.0, (due - now).total_seconds()) if due else 0.0
+        _enqueue(pk, countdown=countdown)
+        count += 1
+    return count
+
+
+def _enqueue(operation_id: int, *, countdown: float = 0.0) -> None:
     """Send the task once the operation is committed; if the broker is down, the
     reconciler sends it later (the operation is due already)."""
 
@@ -668,7 +731,8 @@ def _enqueue(operation_id: int) -> None:
         from .tasks import operation_advance as task
 
         try:
-            task.apply_async(args=[operation_id])
+            options = {"countdown": countdown} if countdown > 0 else {}
+            task.apply_async(args=[operation_id], **options)
         except Exception:
             logger.exception("Could not enqueue operation %s; the reconciler will", operation_id)
 

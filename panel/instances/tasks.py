@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from celery.signals import worker_ready
 from django.conf import settings
 
 from . import services
@@ -36,3 +37,17 @@ def operation_advance(self, operation_id: int) -> None:
 @shared_task(ignore_result=True)
 def operations_reconcile() -> int:
     return services.operations_reconcile()
+
+
+@shared_task(ignore_result=True)
+def operations_resume() -> int:
+    return services.operations_resume()
+
+
+@worker_ready.connect
+def _resume_operations_when_a_worker_starts(**_kwargs) -> None:
+    # Through the broker, not inline: the signal runs in the worker's main process.
+    try:
+        operations_resume.apply_async()
+    except Exception:
+        logger.exception("Could not queue the resume of operations; the reconciler will")

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from panel.dcdn.errors import (
     BadRequest,
@@ -151,18 +152,56 @@ def test_rerun_after_a_crash_mid_post_adopts_instead_of_posting(owner, fake_dcdn
     assert fake_dcdn.calls["create_instance"] == 0
 
 
-def test_rerun_after_a_crash_before_the_post_fails_after_the_grace_period(owner, fake_dcdn):
+def test_rerun_after_a_crash_before_the_post_sends_it_once_after_the_grace_period(owner, fake_dcdn):
     operation = create(owner)
+    # A worker claimed the submit, then died before the request left.
     Operation.objects.filter(pk=operation.pk).update(submitted_at=operation.created_at)
 
     assert advance(operation) is not None  # within the grace period: keep looking
-    assert operation.state == "queued"
+    assert fake_dcdn.calls["create_instance"] == 0
 
     backdate(operation, submitted_at=600)
-    assert advance(operation) is None
+    advance(operation)  # nothing appeared: released to be sent again
+    assert operation.state == "queued" and operation.params["resends"] == 1
+    advance(operation)  # sent again
+    upstream = fake_dcdn.by_name("web-1")
+    assert operation.instance_id == upstream.id and operation.root_password_encrypted
+
+    fake_dcdn.set_status(upstream.id, "running")
+    advance(operation)
+    assert operation.state == "succeeded"
+    assert fake_dcdn.calls["create_instance"] == 1
+    assert len(fake_dcdn.instances) == 1
+
+
+def test_a_resend_that_finds_the_name_taken_adopts_the_first_instance(owner, fake_dcdn):
+    operation = create(owner)
+    Operation.objects.filter(pk=operation.pk).update(submitted_at=operation.created_at)
+    backdate(operation, submitted_at=600)
+    advance(operation)  # released to be sent again
+    # The first request did create it; it only shows up now.
+    upstream = fake_dcdn.add("web-1", status="running")
+
+    advance(operation)  # the resend is refused as a duplicate name: not a failure
+    assert operation.is_active and not operation.error_code
+    advance(operation)
+    assert operation.state == "succeeded" and operation.instance_id == upstream.id
+    assert len(fake_dcdn.instances) == 1
+
+
+def test_a_create_that_never_takes_effect_fails_after_the_resends(owner, fake_dcdn):
+    fake_dcdn.fail_next["create_instance"] = [
+        OutcomeUnknown() for _ in range(services.MAX_CREATE_RESENDS + 1)
+    ]
+    operation = create(owner)
+    for _ in range(services.MAX_CREATE_RESENDS + 1):
+        advance(operation)  # sent; the answer is lost
+        backdate(operation, submitted_at=600)
+        advance(operation)  # nothing appeared after the grace period
     assert operation.state == "failed" and operation.error_code == "not_created"
     assert "submit it again" in operation.error_message
-    assert fake_dcdn.calls["create_instance"] == 0
+    assert fake_dcdn.calls["create_instance"] == services.MAX_CREATE_RESENDS + 1
+    assert not fake_dcdn.instances
 
 
 def test_an_older_instance_with_the_same_name_is_not_adopted(owner, fake_dcdn):
@@ -370,6 +409,27 @@ def test_reconciled_operation_runs_even_though_a_stale_message_may_follow(
     # The original message turning up late is a duplicate: it stops at once.
     assert services.operation_advance(operation_id=operation.pk) is None
     assert fake_dcdn.calls["create_instance"] == 1
+
+
+def test_a_starting_worker_resumes_every_active_operation_when_it_is_due(
+    owner, fake_dcdn, sent_tasks, django_capture_on_commit_callbacks
+):
+    overdue = create(owner, name="overdue")
+    later = create(owner, name="later")
+    done = create(owner, name="done")
+    backdate(overdue, next_poll_at=120)
+    Operation.objects.filter(pk=later.pk).update(
+        next_poll_at=later.created_at + timezone.timedelta(seconds=3600)
+    )
+    Operation.objects.filter(pk=done.pk).update(state="succeeded")
+    sent_tasks.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.operations_resume() == 2
+    countdowns = {task["args"][0]: task.get("countdown") for task in sent_tasks}
+    assert set(countdowns) == {overdue.pk, later.pk}
+    assert countdowns[overdue.pk] is None  # due now
+    assert 3000 < countdowns[later.pk] <= 3600
 
 
 # --- the task -----------------------------------------------------------------------------

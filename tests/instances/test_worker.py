@@ -127,3 +127,32 @@ def test_worker_killed_mid_create_leaves_one_instance_and_the_operation_finishes
     assert "Reset password" in operation.note  # the answer with the password was lost
     assert sim_calls(simulator)["POST /instances"] == 1
     assert Operation.objects.count() == 1
+
+
+@pytest.mark.fault
+def test_a_new_worker_without_beat_resumes_the_create_a_killed_worker_held(
+    demo_owner, simulator, fast_operations, celery_workers, settings
+):
+    timeouts = {"DCDN_READ_TIMEOUT": 3, "DCDN_CONNECT_TIMEOUT": 1, "DCDN_BUDGET_MAX_WAIT": 0.5}
+    first = celery_workers(**timeouts)
+    sim_post(
+        simulator, "/_sim/faults", {"hang_after_commit_ms": 2500, "hang_after_commit_count": 1}
+    )
+    sim_reset_calls(simulator)
+
+    operation = services.operation_create_request(user=demo_owner, name="web-1", **ORDER)
+    wait_for(
+        lambda: sim_calls(simulator)["POST /instances"] == 1,
+        timeout=20,
+        message="the worker never sent the create",
+    )
+    kill_process(first)
+
+    # No beat, so no periodic reconciler: only the worker's own start-up resume helps.
+    second = celery_workers(**timeouts)
+    wait_finished(operation, timeout=45, worker=second)
+
+    assert operation.state == "succeeded", operation.error_message
+    upstream = dcdn_client_for(demo_owner).list_instances()
+    assert [i.name for i in upstream] == ["web-1"]
+    assert sim_calls(simulator)["POST /instances"] == 1
