@@ -7,6 +7,7 @@ server on http://127.0.0.1:8000. Ctrl-C stops all of them, by PID.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -42,17 +43,24 @@ def wait_for(url: str, seconds: float) -> bool:
     return False
 
 
+def stop_group(proc: subprocess.Popen) -> None:
+    """Whatever is left of a child's process group (e.g. the beat of a killed worker)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 def stop_all(processes: list[tuple[str, subprocess.Popen]]) -> None:
     for _name, proc in reversed(processes):
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
     for name, proc in reversed(processes):
         try:
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             print(f"{name} did not stop in time; killing it", flush=True)
-            os.killpg(proc.pid, signal.SIGKILL)
+            stop_group(proc)
 
 
 def _interrupt(signum, frame):
@@ -73,60 +81,51 @@ def main() -> int:
     manage("demo_setup", "--token", "demo-token")
 
     var_dir = Path(env.get("PANEL_VAR_DIR", ROOT / "var"))
-    processes: list[tuple[str, subprocess.Popen]] = []
+    commands = {
+        # The state file keeps the simulator's instances across restarts of `make run`.
+        "simulator": [
+            PY, "manage.py", "dcdn_simulator", "--port", str(SIM_PORT),
+            "--state-file", str(var_dir / "simulator-state.json"),
+        ],
+        "worker": [
+            PY, "-m", "celery", "-A", "panel", "worker", "--beat",
+            "--pool", "solo", "--loglevel", "INFO",
+            "--schedule", str(var_dir / "celerybeat-schedule"),
+        ],
+        "web": [
+            PY, "-m", "gunicorn", "panel.wsgi", "--bind", f"127.0.0.1:{WEB_PORT}",
+            "--workers", "2", "--threads", "4", "--no-control-socket",
+            "--access-logfile", "-",
+        ],
+    }  # fmt: skip
+    processes: dict[str, subprocess.Popen] = {}
+    restarts: dict[str, list[float]] = {name: [] for name in commands}
     try:
-        processes.append(
-            (
-                "simulator",
-                start(
-                    "simulator",
-                    [PY, "manage.py", "dcdn_simulator", "--port", str(SIM_PORT)],
-                    env,
-                ),
-            )
-        )
-        processes.append(
-            (
-                "worker",
-                start(
-                    "worker",
-                    [
-                        PY, "-m", "celery", "-A", "panel", "worker", "--beat",
-                        "--pool", "solo", "--loglevel", "INFO",
-                        "--schedule", str(var_dir / "celerybeat-schedule"),
-                    ],
-                    env,
-                ),
-            )
-        )  # fmt: skip
-        processes.append(
-            (
-                "web",
-                start(
-                    "web",
-                    [
-                        PY, "-m", "gunicorn", "panel.wsgi", "--bind", f"127.0.0.1:{WEB_PORT}",
-                        "--workers", "2", "--threads", "4", "--no-control-socket",
-                        "--access-logfile", "-",
-                    ],
-                    env,
-                ),
-            )
-        )  # fmt: skip
+        for name, argv in commands.items():
+            processes[name] = start(name, argv, env)
         login_url = f"http://127.0.0.1:{WEB_PORT}/accounts/login/"
         if wait_for(login_url, 60):
             print(f"\nDCDN Panel is up: {login_url}  (Ctrl-C stops everything)\n", flush=True)
-        while all(proc.poll() is None for _name, proc in processes):
+        while True:
             time.sleep(0.5)
-        for name, proc in processes:
-            if proc.poll() is not None:
-                print(f"{name} exited with code {proc.returncode}; stopping the rest", flush=True)
-        return 1
+            for name, proc in processes.items():
+                if proc.poll() is None:
+                    continue
+                # Like a process supervisor: a crashed (or killed) part comes back, and
+                # the worker's start-up resume picks up the operations it held.
+                recent = [t for t in restarts[name] if t > time.monotonic() - 60]
+                if len(recent) >= 5:
+                    print(f"{name} keeps exiting (code {proc.returncode}); stopping", flush=True)
+                    return 1
+                restarts[name] = [*recent, time.monotonic()]
+                print(f"{name} exited with code {proc.returncode}; restarting it", flush=True)
+                stop_group(proc)
+                processes[name] = start(name, commands[name], env)
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
         return 0
     finally:
-        stop_all(processes)
+        stop_all(list(processes.items()))
 
 
 if __name__ == "__main__":
