@@ -8,10 +8,12 @@ server on http://127.0.0.1:8000. Ctrl-C stops all of them, by PID.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -63,6 +65,11 @@ def stop_all(processes: list[tuple[str, subprocess.Popen]]) -> None:
             stop_group(proc)
 
 
+def simulator_state_file() -> Path:
+    checkout = hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"dcdn-simulator-{checkout}-{SIM_PORT}.json"
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -83,9 +90,11 @@ def main() -> int:
     var_dir = Path(env.get("PANEL_VAR_DIR", ROOT / "var"))
     commands = {
         # The state file keeps the simulator's instances across restarts of `make run`.
+        # It plays DCDN's side and holds its accounts' tokens in clear, so it lives
+        # outside the panel's own folder, where no panel secret is ever in clear.
         "simulator": [
             PY, "manage.py", "dcdn_simulator", "--port", str(SIM_PORT),
-            "--state-file", str(var_dir / "simulator-state.json"),
+            "--state-file", str(simulator_state_file()),
         ],
         "worker": [
             PY, "-m", "celery", "-A", "panel", "worker", "--beat",

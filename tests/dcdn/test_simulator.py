@@ -650,11 +650,41 @@ def test_reset_password_gives_a_new_password_when_running_or_stopped(api):
     assert api.post(f"/instances/{instance_id}/reset-password").status_code == 200
 
 
-def test_reset_password_of_an_instance_in_transition_is_409(own_server):
-    api = Api(own_server(create_seconds=5))
+def test_reset_password_works_in_transition_but_not_while_destroying(own_server):
+    api = Api(own_server(create_seconds=5, destroy_seconds=5))
     instance_id = api.create_ok()["id"]
+    creating = api.post(f"/instances/{instance_id}/reset-password")
+    assert creating.status_code == 200 and creating.json()["root_password"]
+    api.delete(f"/instances/{instance_id}")
     body = assert_error(api.post(f"/instances/{instance_id}/reset-password"), 409)
-    assert "creating" in body["message"]
+    assert "destroying" in body["message"]
+
+
+def test_ssh_key_for_someone_elses_or_a_missing_instance_is_404_whatever_the_body(api, simulator):
+    other = add_account(simulator, "other-token")
+    instance_id = api.create_ok()["id"]
+    for body in (None, {}, {"public_key": "nonsense"}, {"public_key": ED25519}):
+        response = other.post(f"/instances/{instance_id}/ssh-key", json=body)
+        assert_error(response, 404)
+    assert_error(api.post("/instances/no-such-id/ssh-key", json={}), 404)
+
+
+def test_payout_amounts_are_kept_at_eight_places(api):
+    response = api.post(
+        "/earnings/payout",
+        data=b'{"amount": 10.0000000000000, "wallet_address": "0x' + b"ab" * 20 + b'"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 201, response.text
+    assert '"amount": 10.00000000,' in response.text or '"amount": 10.00000000}' in response.text
+    summary = api.get("/earnings/summary").text
+    assert "0000000000" not in summary
+
+
+def test_null_for_an_optional_create_field_is_a_400(api):
+    for field in ("cpu_type", "ssh_keys", "redundant"):
+        response = api.create(f"n-{field.replace('_', '-')}", **{field: None})
+        assert_error(response, 400, field=field)
 
 
 def test_ssh_key_is_added_unless_the_key_is_invalid(api):

@@ -21,7 +21,7 @@ import math
 import os
 import random
 import re
-import secrets
+import string
 import tempfile
 import threading
 import time
@@ -72,7 +72,10 @@ ACTIONS: dict[str, tuple[frozenset[str], str]] = {
     "stop": (frozenset({"running"}), "stopping"),
     "restart": (frozenset({"running"}), "restarting"),
 }
-PASSWORD_RESET_STATUSES = frozenset({"running", "stopped"})
+# The contract puts no status rule on a password reset; only a vanishing instance refuses.
+PASSWORD_RESET_STATUSES = frozenset(
+    {"creating", "running", "stopping", "stopped", "starting", "restarting"}
+)
 CPU_BUSY_STATUSES = frozenset({"running", "restarting", "stopping"})
 MUTATING_METHODS = frozenset({"POST", "DELETE", "PUT", "PATCH"})
 MISSING_TOKEN_LABEL = "<none>"
@@ -419,10 +422,10 @@ def required_string(body: dict[str, Any], key: str) -> str:
 
 
 def optional_value(body: dict[str, Any], key: str, kind: type, default: Any) -> Any:
-    """An optional field; absent or null means the default, any other type is a 400."""
-    value = body.get(key)
-    if value is None:
+    """An optional field; absent means the default, any other type (null too) is a 400."""
+    if key not in body:
         return default
+    value = body[key]
     if not isinstance(value, kind):
         raise bad_request(f"'{key}' must be a {kind.__name__}.", field=key)
     return value
@@ -482,6 +485,8 @@ def validate_payout_amount(amount: Any, available: Decimal) -> Decimal:
         raise bad_request("Amount must be greater than zero.", field="amount")
     if decimal_places(amount) > 8:
         raise bad_request("Amount may have at most 8 decimal places.", field="amount")
+    # 10.0000000000 is 10: keep amounts at 8 places so answers never carry more.
+    amount = amount.quantize(AMOUNT_QUANTUM)
     if amount < MINIMUM_PAYOUT:
         raise bad_request(f"The minimum payout is {MINIMUM_PAYOUT} {CURRENCY}.", field="amount")
     if amount > available:
@@ -536,6 +541,8 @@ class SimulatorState:
     def _seed_everything(self) -> None:
         self.ids = random.Random(f"{self.config.seed}:ids")
         self.fault_dice = random.Random(f"{self.config.seed}:faults")
+        # Root passwords too come from the seed, so runs with one seed answer alike.
+        self.passwords = random.Random(f"{self.config.seed}:passwords")
         self.today = datetime.now(UTC).date()
         self.accounts: dict[str, Account] = {}
         self.instances: dict[str, Instance] = {}
@@ -787,7 +794,7 @@ class SimulatorState:
             ip_address=self._new_ip_address(),
             ssh_port=self.ids.randint(22001, 22999),
             created_at=utc_now_iso(),
-            root_password=new_password(),
+            root_password=new_password(self.passwords),
             ssh_keys=list(order["ssh_keys"]),
             status="creating",
             status_since=self.clock(),
@@ -815,17 +822,18 @@ class SimulatorState:
         with self.lock:
             instance = self._own_instance(request)
             require_status(instance, PASSWORD_RESET_STATUSES, "reset the password")
-            instance.root_password = new_password()
+            instance.root_password = new_password(self.passwords)
             self._save_state_file()
             return Reply(200, {"root_password": instance.root_password})
 
     def add_ssh_key(self, request: ApiRequest) -> Reply:
-        body = decode_json_object(request.body)
-        if body.get("public_key") is None:
-            raise bad_request("'public_key' is required.", field="public_key")
-        key = validate_ssh_key(body["public_key"], field_name="public_key")
         with self.lock:
+            # Someone else's or a missing instance is a 404 whatever the body says.
             instance = self._own_instance(request)
+            body = decode_json_object(request.body)
+            if body.get("public_key") is None:
+                raise bad_request("'public_key' is required.", field="public_key")
+            key = validate_ssh_key(body["public_key"], field_name="public_key")
             if instance.status == "destroying":
                 raise conflict("Instance is destroying; cannot add an SSH key.")
             instance.ssh_keys.append(key)
@@ -1095,8 +1103,10 @@ def monthly_cost(plan: dict[str, Any], redundant: bool) -> Decimal:
     return plan["price_usd"] * (2 if redundant else 1)
 
 
-def new_password() -> str:
-    return secrets.token_urlsafe(16)
+def new_password(rng: random.Random) -> str:
+    # A fake server's fake password: seeded for determinism, shaped like the provider's.
+    alphabet = string.ascii_letters + string.digits + "-_"
+    return "".join(rng.choice(alphabet) for _ in range(22))
 
 
 def require_status(instance: Instance, allowed: frozenset[str], action: str) -> None:
