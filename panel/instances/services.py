@@ -407,8 +407,9 @@ def _submit_create(operation: Operation) -> float | None:
         _update(operation, note=NOTE_CHECKING)
         return _poll_seconds()
     except (RateLimited, Unavailable) as exc:
-        # Certainly not applied (refused by the budget, a 429, no connection, a 5xx).
-        _unclaim(operation, claimed_at)
+        # Not applied by the simulator; a real provider's 5xx might have been, so the
+        # next send counts as a resend and a duplicate-name 409 then means "adopt".
+        _unclaim(operation, claimed_at, resend=bool(exc.status and exc.status >= 500))
         return _retry_delay(exc)
     except Conflict as exc:
         if not _resends(operation):
@@ -640,13 +641,16 @@ def _claim(operation: Operation) -> datetime | None:
     return now
 
 
-def _unclaim(operation: Operation, claimed_at: datetime) -> None:
-    """The request certainly did not take effect: let a later run send it."""
-    Operation.objects.filter(pk=operation.pk, submitted_at=claimed_at).update(
-        submitted_at=None, state=Operation.State.QUEUED, updated_at=timezone.now()
-    )
+def _unclaim(operation: Operation, claimed_at: datetime, *, resend: bool = False) -> None:
+    """Let a later run send the request again. ``resend``: this one may have taken effect."""
+    fields = {"submitted_at": None, "state": Operation.State.QUEUED, "updated_at": timezone.now()}
+    if resend:
+        fields["params"] = {**(operation.params or {}), "resends": _resends(operation) + 1}
+    Operation.objects.filter(pk=operation.pk, submitted_at=claimed_at).update(**fields)
     operation.submitted_at = None
     operation.state = Operation.State.QUEUED
+    if resend:
+        operation.params = fields["params"]
 
 
 def _update(operation: Operation, **fields) -> None:

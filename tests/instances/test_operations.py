@@ -189,6 +189,30 @@ def test_a_resend_that_finds_the_name_taken_adopts_the_first_instance(owner, fak
     assert len(fake_dcdn.instances) == 1
 
 
+def test_a_5xx_on_create_is_sent_again_and_a_duplicate_name_then_adopts(owner, fake_dcdn):
+    fake_dcdn.fail_next["create_instance"] = [Unavailable("Internal error", status=500)]
+    operation = create(owner)
+    advance(operation)  # 500: not known to be applied; queued to be sent again
+    assert operation.state == "queued" and operation.params["resends"] == 1
+    # A provider whose 500 came after it had created the instance.
+    upstream = fake_dcdn.add("web-1", status="running")
+    advance(operation)  # the resend is refused as a duplicate name: adopt, not fail
+    assert operation.is_active and not operation.error_code
+    advance(operation)
+    assert operation.state == "succeeded" and operation.instance_id == upstream.id
+    assert len(fake_dcdn.instances) == 1
+
+
+def test_a_5xx_that_applied_nothing_is_simply_sent_again(owner, fake_dcdn):
+    fake_dcdn.fail_next["create_instance"] = [Unavailable("Internal error", status=503)]
+    operation = create(owner)
+    advance(operation)
+    advance(operation)
+    upstream = fake_dcdn.by_name("web-1")
+    assert operation.instance_id == upstream.id and operation.root_password_encrypted
+    assert fake_dcdn.calls["create_instance"] == 2 and len(fake_dcdn.instances) == 1
+
+
 def test_a_create_that_never_takes_effect_fails_after_the_resends(owner, fake_dcdn):
     fake_dcdn.fail_next["create_instance"] = [
         OutcomeUnknown() for _ in range(services.MAX_CREATE_RESENDS + 1)
