@@ -17,8 +17,9 @@ from django.core.cache import cache
 from django.db.models import QuerySet
 from django.http import Http404
 
+from panel.dcdn.catalog import catalog_cached
 from panel.dcdn.errors import NotFound
-from panel.dcdn.types import Instance
+from panel.dcdn.types import Catalog, Instance
 
 from . import snapshot as snapshots
 from .models import Operation
@@ -50,10 +51,29 @@ def _ip_key(instance: Instance):
     return (address.version, int(address))
 
 
+def _plan_price_key(catalog: Catalog | None):
+    """Sort key for the Plan column: the plan's monthly price, then its id.
+
+    The price comes from the cached catalog (no upstream call); a plan it does not list,
+    or no catalog at all, falls back to the instance's own monthly cost per node."""
+
+    def key(instance: Instance):
+        if not instance.plan:
+            return None
+        plan = catalog.plan(instance.plan) if catalog is not None else None
+        if plan is not None:
+            price = plan.price_usd
+        else:
+            price = instance.monthly_cost_usd / (2 if instance.redundant else 1)
+        return (price, instance.plan)
+
+    return key
+
+
 SORTS = {
     "name": lambda i: i.name.lower(),
     "status": lambda i: i.status,
-    "plan": lambda i: i.plan,
+    "plan": lambda i: i.plan,  # replaced by the plan's price in _sorted
     "region": lambda i: i.region,
     "ip": _ip_key,
     "cost": lambda i: i.monthly_cost_usd,
@@ -66,6 +86,8 @@ class InstanceListing:
     rows: list[Instance]
     # Over all the owner's instances, not only the rows the filters keep.
     total_monthly_usd: Decimal
+    # Over the rows the filters keep.
+    shown_monthly_usd: Decimal
     counts_by_status: dict[str, int]
     regions: list[str]
     statuses: list[str]
@@ -81,7 +103,7 @@ def _sorted(instances: list[Instance], sort: str) -> tuple[list[Instance], str]:
     column = sort[1:] if descending else sort
     if column not in SORTS:
         column, descending = "name", False
-    key = SORTS[column]
+    key = _plan_price_key(catalog_cached()) if column == "plan" else SORTS[column]
     by_name = sorted(instances, key=lambda i: (i.name.lower(), i.id))
     present = [i for i in by_name if key(i) is not None and key(i) != ""]
     missing = [i for i in by_name if key(i) is None or key(i) == ""]
@@ -113,6 +135,7 @@ def instance_list(
     return InstanceListing(
         rows=rows,
         total_monthly_usd=sum((i.monthly_cost_usd for i in instances), Decimal(0)),
+        shown_monthly_usd=sum((i.monthly_cost_usd for i in rows), Decimal(0)),
         counts_by_status=dict(sorted(counts.items())),
         regions=sorted({i.region for i in instances if i.region}),
         statuses=sorted(counts),

@@ -12,6 +12,7 @@ import pytest
 from django.http import Http404
 
 from panel.dcdn.errors import RateLimited, Unavailable
+from panel.dcdn.types import Catalog, Plan
 from panel.instances import selectors, snapshot
 from panel.instances.models import Operation
 
@@ -210,6 +211,57 @@ def test_list_filters_by_name_or_ip_status_and_region(owner, fleet):
 )
 def test_list_sorts(owner, fleet, sort, expected):
     assert names(selectors.instance_list(user=owner, sort=sort)) == expected
+
+
+def test_list_totals_what_is_shown_apart_from_the_whole_fleet(owner, fleet):
+    everything = selectors.instance_list(user=owner)
+    assert everything.shown_monthly_usd == everything.total_monthly_usd == Decimal("35.50")
+    filtered = selectors.instance_list(user=owner, region="eu-central")
+    assert filtered.shown_monthly_usd == Decimal("30.00")
+    assert filtered.total_monthly_usd == Decimal("35.50")  # what the home page shows
+    assert selectors.instance_list(user=owner, q="nothing").shown_monthly_usd == Decimal(0)
+
+
+def _plan(plan_id: str, price: str) -> Plan:
+    return Plan(
+        id=plan_id,
+        vcpus=1,
+        ram_mb=512,
+        disk_gb=10,
+        bandwidth_tb=Decimal(1),
+        price_usd=Decimal(price),
+        cpu_type="shared",
+    )
+
+
+@pytest.fixture
+def plans_fleet(owner, fake_dcdn):
+    fake_dcdn.add("a", plan="s-medium", monthly_cost_usd=Decimal("10.00"))
+    fake_dcdn.add("b", plan="nano", monthly_cost_usd=Decimal("2.00"))
+    fake_dcdn.add("c", plan="s-small", monthly_cost_usd=Decimal("10.00"), redundant=True)
+    fake_dcdn.add("d", plan="", monthly_cost_usd=Decimal("1.00"))
+    return fake_dcdn
+
+
+def test_plan_sort_follows_the_cached_catalogs_prices(owner, plans_fleet, monkeypatch):
+    catalog = Catalog(
+        plans=[_plan("nano", "2.00"), _plan("s-small", "5.00"), _plan("s-medium", "10.00")],
+        images=[],
+        regions=[],
+        templates=[],
+    )
+    monkeypatch.setattr(selectors, "catalog_cached", lambda: catalog)
+    assert names(selectors.instance_list(user=owner, sort="plan")) == ["b", "c", "a", "d"]
+    assert names(selectors.instance_list(user=owner, sort="-plan")) == ["a", "c", "b", "d"]
+    assert plans_fleet.calls.get("list_plans", 0) == 0
+
+
+def test_plan_sort_without_a_catalog_uses_each_instances_cost_per_node(
+    owner, plans_fleet, monkeypatch
+):
+    monkeypatch.setattr(selectors, "catalog_cached", lambda: None)
+    # c is redundant: $10.00 for two nodes is $5.00 a node, cheaper than a's $10.00.
+    assert names(selectors.instance_list(user=owner, sort="plan")) == ["b", "c", "a", "d"]
 
 
 def test_list_of_an_owner_without_instances(owner, fake_dcdn):
