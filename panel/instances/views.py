@@ -62,6 +62,11 @@ SORT_COLUMNS = {
     "cost": "Monthly cost",
 }
 SORTABLE = frozenset(SORT_COLUMNS) - {"node"}
+# Columns a phone-width screen leaves out, so name, status, IP and cost stay in view.
+HIDDEN_ON_PHONES = frozenset({"plan", "node"})
+# The list's table refreshes itself this often (from the shared snapshot), so instances
+# made elsewhere (another tab, a teammate, outside the panel) show up without a reload.
+LIST_REFRESH_SECONDS = 30
 # After an action, keep the status block polling this long even if the snapshot still
 # shows the old settled status (it refreshes at most every DCDN_SNAPSHOT_SECONDS).
 POLL_GRACE_SECONDS = 8
@@ -186,6 +191,7 @@ def _sort_headers(params: dict) -> list[dict]:
                 "direction": direction,
                 "url": f"{base}?{urlencode(query)}" if key in SORTABLE else "",
                 "numeric": key == "cost",
+                "hide_sm": key in HIDDEN_ON_PHONES,
             }
         )
     return headers
@@ -216,7 +222,11 @@ def instance_list(request: HttpRequest) -> HttpResponse:
     if request.htmx and request.GET.get("row"):
         return _list_row(request, request.GET["row"])
     params = _list_params(request)
-    context: dict = {**params, "sort_headers": _sort_headers(params)}
+    context: dict = {
+        **params,
+        "sort_headers": _sort_headers(params),
+        "refresh_seconds": LIST_REFRESH_SECONDS,
+    }
     query = {k: v for k, v in params.items() if v and not (k == "sort" and v == "name")}
     context["refresh_url"] = reverse("instances:list") + (f"?{urlencode(query)}" if query else "")
     context["filtered"] = bool(params["q"] or params["status"] or params["region"])

@@ -407,6 +407,75 @@ def test_list_search_filter_and_sort(owner_client, owner):
     assert 'aria-sort="descending"' in html
 
 
+def test_filtered_list_totals_the_shown_rows_and_all_instances(owner_client, owner):
+    make_instance(owner, "alpha", plan="nano")
+    make_instance(owner, "beta", plan="s-small")
+    url = reverse("instances:list")
+    html = text_of(owner_client.get(url + "?q=alp"))
+    assert re.search(r'id="monthly-total">\$2\.00<', html)
+    assert re.search(r'id="monthly-total-all">\$7\.00<', html)
+    assert "Monthly total, shown instances" in html and "all 2 instances" in html
+    html = text_of(owner_client.get(url))
+    assert re.search(r'id="monthly-total">\$7\.00<', html)
+    assert "monthly-total-all" not in html
+
+
+def test_sorting_by_plan_follows_the_plan_prices(owner_client, owner):
+    make_instance(owner, "a", plan="s-medium")
+    make_instance(owner, "b", plan="nano")
+    make_instance(owner, "c", plan="s-small")
+    owner_client.get(reverse("instances:create"))  # the catalog is cached from here on
+    rows = owner_client.get(reverse("instances:list") + "?sort=plan").context["rows"]
+    assert [i.plan for i in rows] == ["nano", "s-small", "s-medium"]
+    rows = owner_client.get(reverse("instances:list") + "?sort=-plan").context["rows"]
+    assert [i.plan for i in rows] == ["s-medium", "s-small", "nano"]
+
+
+def table_wrapper(html: str) -> str:
+    return re.search(r'<div id="instances-table"[^>]*>', html).group(0)
+
+
+def test_table_refreshes_itself_slowly_and_settled_rows_do_not_poll(owner_client, owner):
+    instance = make_instance(owner, "alpha")
+    url = reverse("instances:list")
+    for response in (owner_client.get(url), owner_client.get(url + "?q=al", **HTMX)):
+        html = text_of(response)
+        wrapper = table_wrapper(html)
+        assert 'hx-trigger="every 30s, instances-changed from:body"' in wrapper
+        assert 'hx-get="/instances/' in wrapper
+        row = re.search(rf'<tr id="row-{instance.id}"[^>]*>', html).group(0)
+        assert "hx-trigger" not in row
+    # The refresh keeps the filters and sort it was rendered with.
+    html = text_of(owner_client.get(url + "?q=al&sort=-cost", **HTMX))
+    assert 'hx-get="/instances/?q=al&amp;sort=-cost"' in table_wrapper(html)
+
+
+def test_many_tabs_refreshing_the_table_cost_one_list_per_interval(owner, simulator, settings):
+    settings.DCDN_SNAPSHOT_SECONDS = 0.5
+    make_instance(owner, "alpha")
+    tabs = []
+    for _ in range(4):
+        tab = Client()
+        tab.force_login(owner)
+        tabs.append(tab)
+    url = reverse("instances:list")
+    tabs[0].get(url, **HTMX)
+    before = sim_endpoints(simulator)
+    started = time.monotonic()
+    polls = 0
+    while time.monotonic() - started < 1.6:
+        for tab in tabs:
+            assert tab.get(url, **HTMX).status_code == 200
+            polls += 1
+    elapsed = time.monotonic() - started
+    after = sim_endpoints(simulator)
+    new = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    assert set(new) <= {"GET /instances"}, new
+    allowed = int(elapsed / settings.DCDN_SNAPSHOT_SECONDS) + 1
+    assert polls > 4 * allowed
+    assert new.get("GET /instances", 0) <= allowed, (new, elapsed, polls)
+
+
 def test_htmx_list_request_returns_the_table_fragment(owner_client, owner):
     make_instance(owner, "alpha")
     response = owner_client.get(reverse("instances:list") + "?q=alp", **HTMX)
