@@ -151,6 +151,22 @@ def test_home_card_template(logged_in, fake_dcdn, user):
     assert_csp_safe(html)
 
 
+def test_home_card_shows_two_decimals_with_the_exact_amount_at_hand(logged_in, fake_dcdn, user):
+    from django.template.loader import render_to_string
+
+    from panel.earnings.selectors import earnings_home_card
+
+    html = render_to_string(
+        "earnings/_home_card.html", {"earnings_card": earnings_home_card(user=user)}
+    )
+    assert '<span aria-hidden="true" title="250.12345678">250.12</span>' in html
+    assert '<span class="visually-hidden">250.12345678</span>' in html
+    fragment = logged_in.get(reverse("earnings:home_recent")).content.decode()
+    shown = re.search(r'<span aria-hidden="true" title="([\d.,]+)">([\d.,]+)</span>', fragment)
+    assert shown and len(shown.group(2).split(".")[1]) == 2
+    assert f'<span class="visually-hidden">{shown.group(1)}</span>' in fragment
+
+
 # --- payout pages ----------------------------------------------------------------------------
 
 
@@ -302,9 +318,19 @@ def test_empty_history(logged_in, fake_dcdn):
 
 
 def test_amount_formatting_filters():
-    from panel.earnings.templatetags.earnings_format import dcdn, percent, usd, usd_of, whole
+    from panel.earnings.templatetags.earnings_format import (
+        dcdn,
+        dcdn_short,
+        percent,
+        usd,
+        usd_of,
+        whole,
+    )
 
     assert dcdn(Decimal("1.10000000")) == "1.10"
+    assert dcdn_short(Decimal("405.61911804")) == "405.61"  # never more than there is
+    assert dcdn_short(Decimal("12345.5")) == "12,345.50"
+    assert dcdn_short(None) == ""
     assert dcdn(None) == ""
     assert usd(Decimal("1234.5")) == "$1,234.50"
     assert usd_of(Decimal(100), Decimal("0.0425")) == "$4.25"

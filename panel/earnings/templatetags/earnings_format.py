@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 from django import template
 
@@ -25,6 +25,16 @@ def dcdn(value) -> str:
     """12.5 -> "12.50", 0.000123 -> "0.000123" (up to 8 decimals)."""
     number = _decimal(value)
     return "" if number is None else format_amount(number)
+
+
+@register.filter
+def dcdn_short(value) -> str:
+    """Two decimals for a glance (the home card): 405.61511804 -> "405.61". Rounded down,
+    so a balance never reads as more than it is; pages with the details keep ``dcdn``."""
+    number = _decimal(value)
+    if number is None:
+        return ""
+    return f"{number.quantize(Decimal('0.01'), rounding=ROUND_DOWN):,f}"
 
 
 @register.filter
