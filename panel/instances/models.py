@@ -37,6 +37,9 @@ class Operation(models.Model):
         ),
         Kind.RESET_PASSWORD: (("done", "Password reset"),),
     }
+    # What a step is called once the operation failed there ("Submitted" would read as
+    # if that step had worked).
+    FAILED_STEP_LABELS = {"submitted": "Submission failed"}
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="dcdn_operations"
@@ -129,15 +132,28 @@ class Operation(models.Model):
         values = [value for value, _ in steps]
         position = values.index(self.step) if self.step in values else 0
         result = []
-        for index, (_, label) in enumerate(steps):
+        for index, (value, label) in enumerate(steps):
             if self.state == self.State.SUCCEEDED or index < position:
                 status = "done"
             elif index == position:
                 status = "failed" if self.state == self.State.FAILED else "current"
             else:
                 status = "pending"
+            if status == "failed":
+                label = self._failed_label(value, label)
             result.append((label, status))
         return result
+
+    def _failed_label(self, value: str, label: str) -> str:
+        return self.FAILED_STEP_LABELS.get(value) or f"{label} failed"
+
+    @property
+    def step_label(self) -> str:
+        """The step the operation is at, in words; where it stopped if it failed."""
+        label = dict(self.STEPS.get(self.kind, ())).get(self.step, self.step.capitalize())
+        if self.state == self.State.FAILED:
+            return self._failed_label(self.step, label)
+        return label
 
 
 def _connect_signals() -> None:

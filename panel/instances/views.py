@@ -816,15 +816,19 @@ def _operation_context(request: HttpRequest, pk: int, **extra) -> dict:
 @require_GET
 @never_cache
 def operation_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    return render(request, "instances/operation.html", _operation_context(request, pk))
+    context = _operation_context(request, pk, with_head=True)
+    return render(request, "instances/operation.html", context)
 
 
 @login_required
 @require_GET
 @never_cache
 def operation_progress(request: HttpRequest, pk: int) -> HttpResponse:
-    """The step indicator alone, polled from the database while the operation runs."""
-    context = _operation_context(request, pk, oob=True)
+    """The step indicator alone, polled from the database while the operation runs.
+
+    ``head=1`` (the operation page's own poll) also refreshes the page head's links,
+    which gain "Instance" once DCDN has named the instance."""
+    context = _operation_context(request, pk, oob=True, with_head=request.GET.get("head") == "1")
     response = render(request, "instances/operation.html#progress", context)
     operation = context["op"]
     if request.htmx and operation.is_finished and request.GET.get("was") == "active":
@@ -844,12 +848,16 @@ def operation_reveal(request: HttpRequest, pk: int) -> HttpResponse:
     except PasswordUnavailable as unavailable:
         refusal = str(unavailable) or "The root password is no longer available."
     context = _operation_context(
-        request, pk, revealed_password=password, reveal_refusal=refusal, oob=bool(request.htmx)
+        request, pk, revealed_password=password, reveal_refusal=refusal, with_head=True
     )
-    if request.htmx:
-        response = render(request, "instances/operation.html#reveal_response", context)
-        if password is None:
-            response["HX-Retarget"] = "#reveal-message"
+    if request.htmx and password is not None:
+        # Replaces the button's region: the password, with no button left to press again.
+        response = render(request, "instances/operation.html#reveal_controls", context)
+    elif request.htmx:
+        context["oob"] = True
+        response = render(request, "instances/operation.html#reveal_refused", context)
+        response["HX-Retarget"] = "#reveal-message"
+        response["HX-Reswap"] = "innerHTML"
     else:
         response = render(request, "instances/operation.html", context)
     add_never_cache_headers(response)

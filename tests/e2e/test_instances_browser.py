@@ -115,9 +115,11 @@ def test_instance_journey(live_server, logged_in_page, worker, simulator, axe_ch
     password = secret.inner_text().strip()
     assert len(password) >= 8
     expect(page.get_by_text("This password will not be shown again")).to_be_visible()
-    page.get_by_role("button", name="Reveal root password").click()
-    expect(page.locator("#reveal-message")).to_contain_text("already revealed")
-    expect(secret).to_have_text(password)
+    # The password took the button's place: nothing left to press again.
+    expect(page.get_by_role("button", name="Reveal root password")).to_have_count(0)
+    expect(page.get_by_role("button", name="Copy to clipboard")).to_be_focused()
+    expect(page.locator("#reveal-message")).to_be_empty()
+    expect(page.get_by_role("link", name="Instance", exact=True)).to_be_visible()
     page.reload()
     expect(page.locator("#reveal-controls")).to_contain_text("will not be shown again")
     expect(page.locator("#root-password")).to_have_count(0)
@@ -224,13 +226,90 @@ def test_pages_fit_a_phone_screen(live_server, new_page, running_instance):
 
     page = new_page(viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True)
     log_in(page, live_server.url, "bob", PASSWORD)
-    for path in ("/", "/instances/", "/instances/new/", f"/instances/{running_instance.id}/"):
+    for path in (
+        "/",
+        "/instances/",
+        "/instances/new/",
+        f"/instances/{running_instance.id}/",
+        "/operations/",
+    ):
         page.goto(live_server.url + path)
         expect(page.locator("h1")).to_be_visible()
         overflow = page.evaluate(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
         assert overflow <= 1, (path, overflow)
+
+
+# How many lines an element's text takes (distinct tops of its text boxes).
+LINES_JS = """el => {
+  const range = document.createRange();
+  range.selectNodeContents(el);
+  const boxes = Array.from(range.getClientRects()).filter(r => r.width > 0);
+  const tops = boxes.map(r => Math.round(r.top));
+  return new Set(tops).size;
+}"""
+OVERFLOWS_JS = "el => el.scrollWidth - el.clientWidth"
+
+
+def one_line(locator) -> bool:
+    return locator.evaluate(LINES_JS) == 1
+
+
+@pytest.mark.timeout(90)
+def test_phone_layout_keeps_words_whole_and_figures_apart(live_server, new_page, running_instance):
+    from playwright.sync_api import expect
+
+    from accounts.models import DcdnCredential
+    from panel.instances import services
+
+    from .conftest import log_in
+
+    owner = DcdnCredential.objects.get().owner
+    services.operation_create_request(
+        user=owner, name="phone-check-1", plan="nano", image="debian-12", region="eu-west"
+    )
+    page = new_page(viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True)
+    base = live_server.url
+    log_in(page, base, "bob", PASSWORD)
+
+    # Overview: the earnings figures stay inside their own cells.
+    page.goto(base + "/")
+    values = page.locator(".earnings-card .stat .value")
+    expect(values.nth(1)).to_contain_text("DCDN")
+    for index in range(values.count()):
+        assert values.nth(index).evaluate(OVERFLOWS_JS) <= 1, values.nth(index).inner_text()
+
+    # List: name, region and IP on one line each; Plan and Node(s) left out.
+    page.goto(base + "/instances/")
+    row = page.locator(f"#row-{running_instance.id}")
+    expect(row).to_contain_text("scan-me")
+    for cell in (row.locator("th"), row.locator("td").nth(2), row.locator("td.mono")):
+        assert one_line(cell), cell.inner_text()
+    expect(page.get_by_role("columnheader", name="Plan")).to_be_hidden()
+    expect(page.get_by_role("columnheader", name="Node(s)")).to_be_hidden()
+    expect(page.locator("#monthly-total")).to_be_attached()
+
+    # Detail: hostname and SSH command never break mid-word.
+    page.goto(base + f"/instances/{running_instance.id}/")
+    for code in (
+        page.locator("#status-block code.oneline").first,
+        page.locator("[id^=ssh-command-]"),
+    ):
+        expect(code).to_be_visible()
+        assert one_line(code), code.inner_text()
+
+    # Activity: the operation's instance name stays whole; rows are not squeezed tall.
+    page.goto(base + "/operations/")
+    name = page.get_by_role("row").filter(has_text="phone-check-1").locator("th")
+    assert one_line(name)
+    assert page.locator("td.details").first.bounding_box()["width"] >= 200
+
+    # Create: no empty gap between the template's help and its button.
+    page.goto(base + "/instances/new/")
+    help_box = page.locator("#template-help").bounding_box()
+    button_box = page.get_by_role("button", name="Apply template").bounding_box()
+    assert button_box["y"] - (help_box["y"] + help_box["height"]) < 32
 
 
 def reload_until(page, selector: str, text: str, *, timeout: float = 30.0) -> None:
@@ -272,10 +351,12 @@ def test_every_action_works_without_javascript(live_server, new_page, worker, si
     expect(page).to_have_url(re.compile(r"/operations/\d+/$"))
     reload_until(page, "#op-progress", "plain-web is running.")
 
+    operation_url = page.url
     page.get_by_role("button", name="Reveal root password").click()
     expect(page.locator("#root-password")).not_to_be_empty()
-    page.get_by_role("button", name="Reveal root password").click()
-    expect(page.locator("#reveal-message")).to_contain_text("already revealed")
+    expect(page.get_by_role("button", name="Reveal root password")).to_have_count(0)
+    page.goto(operation_url)
+    expect(page.locator("#reveal-controls")).to_contain_text("will not be shown again")
     expect(page.locator("#root-password")).to_have_count(0)
 
     page.get_by_role("link", name="Open plain-web").click()

@@ -361,8 +361,15 @@ def test_step_indicator_and_labels(owner):
         ("Creating", "current"),
         ("Running", "pending"),
     ]
+    assert operation.step_label == "Creating"
     operation.state = "failed"
     assert [s for _, s in operation.steps()] == ["done", "failed", "pending"]
+    assert operation.steps()[1] == ("Creating failed", "failed")
+    assert operation.step_label == "Creating failed"
+    operation.step = "submitted"
+    assert operation.steps()[0] == ("Submission failed", "failed")
+    assert operation.step_label == "Submission failed"
+    operation.step = "creating"
     assert operation.kind_label == "Create" and operation.state_label == "Failed"
     assert operation.is_finished and not operation.is_active
     destroy = make_operation(owner, kind="destroy", state="succeeded", step="gone")

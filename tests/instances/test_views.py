@@ -682,6 +682,7 @@ def test_reveal_shows_the_password_once_then_refuses(owner_client, owner):
     assert "will not be shown again" in html
     assert 'hx-history="false"' in html
     assert 'data-copy-target="#root-password"' in html
+    assert "Reveal root password" not in html
     second = owner_client.post(url)
     assert "no-store" in second["Cache-Control"]
     assert password not in text_of(second)
@@ -696,16 +697,24 @@ def test_reveal_shows_the_password_once_then_refuses(owner_client, owner):
 def test_htmx_reveal_swaps_in_the_secret_and_refuses_the_second_time(owner_client, owner):
     operation = reset_operation(owner)
     url = reverse("instances:operation_reveal", args=[operation.pk])
+    page = text_of(owner_client.get(reverse("instances:operation", args=[operation.pk])))
+    assert 'hx-target="#reveal-controls" hx-swap="outerHTML"' in page
     first = owner_client.post(url, **HTMX)
     html = text_of(first)
-    assert 'id="root-password"' in html
+    # The fragment replaces the button's region: the password, and no button any more.
+    assert html.lstrip().startswith('<div id="reveal-controls">')
+    assert 'id="root-password"' in html and "will not be shown again" in html
+    assert "Reveal root password" not in html and "<form" not in html
     assert "HX-Retarget" not in first
-    assert 'id="reveal-controls" hx-swap-oob="true"' in html
     assert "no-store" in first["Cache-Control"]
+    # A second request (another tab, an old page) is refused; its controls lose the button.
     second = owner_client.post(url, **HTMX)
     assert second["HX-Retarget"] == "#reveal-message"
+    assert second["HX-Reswap"] == "innerHTML"
     assert "already revealed" in text_of(second)
     assert 'id="root-password"' not in text_of(second)
+    assert 'id="reveal-controls" hx-swap-oob="true"' in text_of(second)
+    assert "Reveal root password" not in text_of(second)
 
 
 # --- operations ---------------------------------------------------------------------------
@@ -735,6 +744,76 @@ def test_operation_page_polls_the_database_while_active(owner_client, owner, sim
         json.loads(response["HX-Trigger"])["toast"]["text"] == "web-5 was created and is running."
     )
     assert "Reveal root password" in text_of(response)
+
+
+def test_progress_polls_leave_a_revealed_password_on_the_page(owner_client, owner):
+    operation = reset_operation(owner)
+    Operation.objects.filter(pk=operation.pk).update(state="submitted", finished_at=None)
+    progress = reverse("instances:operation_progress", args=[operation.pk]) + "?was=active"
+    before = text_of(owner_client.get(progress, **HTMX))
+    assert 'id="reveal-controls" hx-swap-oob="true"' in before
+    assert "Reveal root password" in before
+    owner_client.post(reverse("instances:operation_reveal", args=[operation.pk]), **HTMX)
+    # The poll of a still-running operation must not swap the shown password away.
+    assert "reveal-controls" not in text_of(owner_client.get(progress, **HTMX))
+
+
+def test_operation_page_names_the_state_once(owner_client, owner):
+    operation = run_operation(
+        services.operation_create_request(
+            user=owner, name="web-8", plan="nano", image="debian-12", region="eu-west"
+        ).pk
+    )
+    page = text_of(owner_client.get(reverse("instances:operation", args=[operation.pk])))
+    state = re.search(r"<p>State:(.*?)</p>", page, re.S).group(1)
+    assert re.sub(r"<[^>]+>", "", state).split() == ["Succeeded"]
+    active = services.operation_create_request(
+        user=owner, name="web-9", plan="nano", image="debian-12", region="eu-west"
+    )
+    active.state = "submitted"
+    active.save()
+    page = text_of(owner_client.get(reverse("instances:operation", args=[active.pk])))
+    state = re.search(r"<p>State:(.*?)</p>", page, re.S).group(1)
+    assert re.sub(r"<[^>]+>", " ", state).split() == ["In", "progress"]
+
+
+def test_failed_create_marks_the_step_where_it_failed(owner_client, owner):
+    operation = failed_create(owner, plan="d-2xlarge", cpu_type="dedicated")
+    assert operation.step == "submitted"
+    page = text_of(owner_client.get(reverse("instances:operation", args=[operation.pk])))
+    steps = re.search(r'<ol class="steps"[^>]*>(.*?)</ol>', page, re.S).group(1)
+    items = re.findall(r'<li class="(\w+)"[^>]*>\s*([^<]+)', steps)
+    assert [(c, t.strip()) for c, t in items] == [
+        ("failed", "Submission failed"),
+        ("pending", "Creating"),
+        ("pending", "Running"),
+    ]
+    assert "no root password" not in page  # nothing to reveal for a create that failed
+    activity = text_of(owner_client.get(reverse("instances:operations")))
+    assert '<td class="nowrap hide-sm">Submission failed</td>' in activity
+
+
+def test_operation_page_head_gains_the_instance_link_while_polling(owner_client, owner):
+    operation = services.operation_create_request(
+        user=owner, name="web-10", plan="nano", image="debian-12", region="eu-west"
+    )
+    page = text_of(owner_client.get(reverse("instances:operation", args=[operation.pk])))
+    head = re.search(r'<div class="row" id="op-head-links">(.*?)</div>', page, re.S).group(1)
+    assert "All activity" in head and ">Instance<" not in head
+    poll = re.search(r'hx-get="([^"]*/progress/[^"]*)"', page).group(1).replace("&amp;", "&")
+    assert "head=1" in poll
+    run_operation(operation.pk)
+    operation.refresh_from_db()
+    response = owner_client.get(poll, **HTMX)
+    fragment = text_of(response)
+    head = re.search(
+        r'<div class="row" id="op-head-links" hx-swap-oob="true">(.*?)</div>', fragment, re.S
+    ).group(1)
+    detail = reverse("instances:detail", args=[operation.instance_id])
+    assert f'href="{detail}">Instance<' in head
+    # The same progress block polled on the instance page has no page head to refresh.
+    plain = reverse("instances:operation_progress", args=[operation.pk]) + "?was=active"
+    assert "op-head-links" not in text_of(owner_client.get(plain, **HTMX))
 
 
 def test_activity_page_lists_operations_with_state_and_times(owner_client, owner):
