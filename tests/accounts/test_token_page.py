@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import pytest
@@ -57,6 +58,23 @@ def test_first_token_is_saved_without_reauth_and_only_last4_is_shown(logged_in, 
     assert DcdnCredential.objects.get().last4 == "WXYZ"
     # The success message carries no secret either.
     assert "verified with DCDN and saved" in html
+
+
+def _status(html: str) -> str:
+    return re.sub(r"<[^>]+>", " ", html.split("<dt>Status</dt>")[1].split("</dd>")[0]).strip()
+
+
+def test_verified_token_reads_valid(logged_in, fake_dcdn):
+    assert _status(_save(logged_in, TOKEN).content.decode()) == "Valid"
+
+
+def test_token_stored_without_verification_reads_saved_not_verified(logged_in, user):
+    services.credential_store_unverified(user=user, token=TOKEN)
+    html = logged_in.get(URL).content.decode()
+    assert _status(html) == "Saved, not yet verified"
+    assert "Not checked with DCDN yet" in html
+    # Still usable: no banner asking for a token.
+    assert "DCDN rejected this token" not in html
 
 
 def test_rejected_token_shows_form_error_and_is_not_stored(logged_in, fake_dcdn):
