@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from functools import wraps
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -86,6 +87,27 @@ def _redirect(request: HttpRequest, url: str) -> HttpResponse:
     if request.htmx:
         return HttpResponseClientRedirect(url)
     return redirect(url)
+
+
+def _token_page_on_rejection(view):
+    """A rejected or missing token met anywhere in the view takes the user to the token
+    page (see ``dcdn_error_response``); the view's own handlers pass it on with
+    ``_pass_on_rejection`` and deal only with the errors shown in place."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except Unauthorized as error:
+            return dcdn_error_response(request, error)
+
+    return wrapped
+
+
+def _pass_on_rejection(error: DcdnError) -> None:
+    """Re-raise a rejected or missing token for ``_token_page_on_rejection``."""
+    if isinstance(error, Unauthorized):
+        raise error
 
 
 def _error_context(error: DcdnError) -> dict:
@@ -218,6 +240,7 @@ def _signature_ids(signature: str) -> set[int]:
 @login_required
 @require_GET
 @vary_on_headers("HX-Request")
+@_token_page_on_rejection
 def instance_list(request: HttpRequest) -> HttpResponse:
     if request.htmx and request.GET.get("row"):
         return _list_row(request, request.GET["row"])
@@ -236,9 +259,7 @@ def instance_list(request: HttpRequest) -> HttpResponse:
         context["no_token"] = True
         listing = None
     except DcdnError as error:
-        response = dcdn_error_response(request, error)
-        if response is not None:
-            return response
+        _pass_on_rejection(error)
         context.update(_error_context(error))
         listing = None
     if listing is not None and isinstance(_snapshot_problem(listing.snapshot), TokenMissing):
@@ -364,6 +385,7 @@ def _template_initial(catalog: Catalog, template_id: str) -> dict:
 @login_required
 @require_http_methods(["GET", "POST"])
 @vary_on_headers("HX-Request")
+@_token_page_on_rejection
 def instance_create(request: HttpRequest) -> HttpResponse:
     if credential_get(user=request.user) is None:
         # Nothing could be created without a token: say so before the form is filled in.
@@ -371,9 +393,7 @@ def instance_create(request: HttpRequest) -> HttpResponse:
     try:
         catalog = _catalog_for(request.user)
     except DcdnError as error:
-        response = dcdn_error_response(request, error)
-        if response is not None:
-            return response
+        _pass_on_rejection(error)
         context = {"catalog_missing": True, **_error_context(error)}
         partial = request.htmx and request.method == "POST"
         template = "instances/create.html#form_area" if partial else "instances/create.html"
@@ -393,9 +413,7 @@ def instance_create(request: HttpRequest) -> HttpResponse:
                 field = getattr(conflict, "field", None) or "name"
                 form.add_error(field if field in form.fields else None, str(conflict))
             except DcdnError as error:
-                response = dcdn_error_response(request, error)
-                if response is not None:
-                    return response
+                _pass_on_rejection(error)
                 form.add_error(None, dcdn_error_message(error))
             else:
                 return _redirect(request, reverse("instances:operation", args=[operation.pk]))
@@ -530,16 +548,11 @@ def _usage_rows(instance: Instance, request: HttpRequest) -> list[dict]:
 @login_required
 @require_GET
 @vary_on_headers("HX-Request")
+@_token_page_on_rejection
 def instance_detail(request: HttpRequest, instance_id: str) -> HttpResponse:
     if request.htmx and request.GET.get("part") == "status":
         return _status_poll(request, instance_id)
-    try:
-        context = _detail_context(request, instance_id)
-    except DcdnError as error:
-        response = dcdn_error_response(request, error)
-        if response is not None:
-            return response
-        raise
+    context = _detail_context(request, instance_id)
     return render(request, "instances/detail.html", context)
 
 
@@ -587,6 +600,7 @@ def _status_response(
 
 @login_required
 @require_POST
+@_token_page_on_rejection
 def instance_action(request: HttpRequest, instance_id: str, action: str) -> HttpResponse:
     if action not in ACTIONS:
         raise Http404("No such action.")
@@ -600,9 +614,7 @@ def instance_action(request: HttpRequest, instance_id: str, action: str) -> Http
     except NotFound as error:
         raise Http404("No such instance.") from error
     except DcdnError as error:
-        response = dcdn_error_response(request, error)
-        if response is not None:
-            return response
+        _pass_on_rejection(error)
         text = dcdn_error_message(error)
         if request.htmx:
             shown = (
@@ -627,6 +639,7 @@ def instance_action(request: HttpRequest, instance_id: str, action: str) -> Http
 
 @login_required
 @require_POST
+@_token_page_on_rejection
 def instance_reset_password(request: HttpRequest, instance_id: str) -> HttpResponse:
     try:
         _owned_instance(request, instance_id)
@@ -635,9 +648,7 @@ def instance_reset_password(request: HttpRequest, instance_id: str) -> HttpRespo
         raise Http404("No such instance.") from error
     except (DcdnError, OperationConflict) as error:
         if isinstance(error, DcdnError):
-            response = dcdn_error_response(request, error)
-            if response is not None:
-                return response
+            _pass_on_rejection(error)
             text = dcdn_error_message(error)
         else:
             text = str(error)
@@ -648,6 +659,7 @@ def instance_reset_password(request: HttpRequest, instance_id: str) -> HttpRespo
 
 @login_required
 @require_POST
+@_token_page_on_rejection
 def instance_ssh_key(request: HttpRequest, instance_id: str) -> HttpResponse:
     detail_url = reverse("instances:detail", args=[instance_id])
     try:
@@ -655,9 +667,7 @@ def instance_ssh_key(request: HttpRequest, instance_id: str) -> HttpResponse:
     except NotFound as error:
         raise Http404("No such instance.") from error
     except DcdnError as error:
-        response = dcdn_error_response(request, error)
-        if response is not None:
-            return response
+        _pass_on_rejection(error)
         messages.error(request, dcdn_error_message(error))
         return _redirect(request, detail_url)
     form = SshKeyForm(request.POST)
@@ -672,9 +682,7 @@ def instance_ssh_key(request: HttpRequest, instance_id: str) -> HttpResponse:
         except NotFound as error:
             raise Http404("No such instance.") from error
         except DcdnError as error:
-            response = dcdn_error_response(request, error)
-            if response is not None:
-                return response
+            _pass_on_rejection(error)
             if isinstance(error, BadRequest):
                 form.add_error("public_key", error.message)
             else:
@@ -696,27 +704,20 @@ def instance_ssh_key(request: HttpRequest, instance_id: str) -> HttpResponse:
         return render(
             request, "instances/detail.html#ssh_key", {"instance": instance, "ssh_form": form}
         )
-    try:
-        context = _detail_context(request, instance_id, ssh_form=form)
-    except DcdnError as error:
-        response = dcdn_error_response(request, error)
-        if response is not None:
-            return response
-        raise
+    context = _detail_context(request, instance_id, ssh_form=form)
     return render(request, "instances/detail.html", context)
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@_token_page_on_rejection
 def instance_destroy(request: HttpRequest, instance_id: str) -> HttpResponse:
     try:
         instance = _owned_instance(request, instance_id)
     except NotFound as error:
         raise Http404("No such instance.") from error
     except DcdnError as error:
-        response = dcdn_error_response(request, error)
-        if response is not None:
-            return response
+        _pass_on_rejection(error)
         return render(
             request,
             "instances/destroy.html",
@@ -731,9 +732,7 @@ def instance_destroy(request: HttpRequest, instance_id: str) -> HttpResponse:
         except OperationConflict as conflict:
             form.add_error(None, str(conflict))
         except DcdnError as error:
-            response = dcdn_error_response(request, error)
-            if response is not None:
-                return response
+            _pass_on_rejection(error)
             form.add_error(None, dcdn_error_message(error))
         else:
             messages.info(request, f"Destroying {instance.name}…")
