@@ -1,5 +1,5 @@
-"""Real Chromium: log in, save a token, see only its last four characters, and no CSP
-violation on the way."""
+"""Real Chromium (the shared browser of tests/e2e): log in, save a token, see only its
+last four characters, and no CSP violation on the way."""
 
 from __future__ import annotations
 
@@ -7,40 +7,24 @@ import json
 import urllib.request
 
 import pytest
-from django.db import connection, connections
+from django.contrib.auth import get_user_model
+from django.db import connection
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 SIM_TOKEN = "brw-Tok3n-0a1b2c3d4e5f6789HJKL"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+PASSWORD = "correct-horse-battery-staple-7"
 
 
 @pytest.fixture
-def page(monkeypatch):
-    # Playwright's sync API keeps an event loop running in this thread; the test's own
-    # database queries are still plain synchronous code.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
-        try:
-            page = browser.new_page()
-            page.set_default_timeout(10_000)
-            yield page
-        finally:
-            browser.close()
-            # Queries made while Playwright's loop runs use their own connection: close
-            # it here, or it outlives the run and blocks dropping the test database.
-            connections.close_all()
+def user(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    return get_user_model().objects.create_user("owner", "owner@example.com", PASSWORD)
+
+
+@pytest.fixture
+def password() -> str:
+    return PASSWORD
 
 
 def test_login_save_token_and_see_only_last4(page, live_server, simulator, user, password):
