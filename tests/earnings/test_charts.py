@@ -30,7 +30,9 @@ def test_segments_stack_upwards_from_the_axis():
     assert [b.css_class for b in day2] == ["series-vps", "series-cdn", "series-gpu"]
     assert Decimal(day2[0].y) + Decimal(day2[0].height) == bottom
     for lower, upper in itertools.pairwise(day2):
-        assert Decimal(upper.y) + Decimal(upper.height) == pytest.approx(Decimal(lower.y), abs=Decimal("0.02"))
+        assert Decimal(upper.y) + Decimal(upper.height) == pytest.approx(
+            Decimal(lower.y), abs=Decimal("0.02")
+        )
     assert all(Decimal(b.y) >= chart.top for b in chart.bars)
 
 
