@@ -93,6 +93,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "csp.middleware.CSPMiddleware",
     "accounts.middleware.HtmxLoginRedirectMiddleware",
+    "panel.middleware.MethodNotAllowedPageMiddleware",
 ]
 
 ROOT_URLCONF = "panel.urls"

@@ -19,3 +19,13 @@ def test_the_500_page_needs_no_request_context():
 
     html = render_to_string("500.html")
     assert "Something went wrong" in html and "panel.css" in html
+
+
+@pytest.mark.django_db
+def test_opening_an_action_url_explains_instead_of_a_blank_405(client):
+    user = get_user_model().objects.create_user("owner", password="correct-horse-battery-7")
+    client.force_login(user)
+    response = client.get("/instances/some-id/stop/")
+    assert response.status_code == 405
+    assert response["Allow"] == "POST"
+    assert "Not available this way" in response.content.decode()
