@@ -3,6 +3,7 @@
 INTERFACE CONTRACT (other packages code against exactly these signatures):
 
     client = DcdnClient(token="...", budget_key="user:42", on_unauthorized=callable_or_None)
+    # budget_key names the token's owner; without it the budget is keyed by the token
     # optional keyword-only: api_url=None, earnings_url=None (default: settings at call
     # time), max_wait=None (default settings.DCDN_BUDGET_MAX_WAIT), budget=None
     # (default panel.dcdn.budget.get_budget())
@@ -55,6 +56,8 @@ Each method acquires budget before every HTTP attempt, retries included.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -232,6 +235,12 @@ def _destroyed(data: Any) -> DestroyResult:
     )
 
 
+def token_budget_key(token: str) -> str:
+    """A budget key for a token that does not reveal it (keyed hash, not the token)."""
+    digest = hmac.new(settings.SECRET_KEY.encode(), token.encode(), hashlib.sha256)
+    return f"token:{digest.hexdigest()[:32]}"
+
+
 class DcdnClient:
     """Talks to DCDN with one account's token; see the module docstring for the contract."""
 
@@ -239,7 +248,7 @@ class DcdnClient:
         self,
         *,
         token: str,
-        budget_key: str,
+        budget_key: str | None = None,
         on_unauthorized: Callable[[], None] | None = None,
         api_url: str | None = None,
         earnings_url: str | None = None,
@@ -247,7 +256,9 @@ class DcdnClient:
         budget: RequestBudget | None = None,
     ) -> None:
         self._token = token
-        self._budget_key = budget_key
+        # The provider counts per token; callers name the token's owner ("user:42"). A
+        # caller that names nobody shares the budget of everyone holding the same token.
+        self._budget_key = budget_key or token_budget_key(token)
         self._on_unauthorized = on_unauthorized
         self._api_url = api_url
         self._earnings_url = earnings_url

@@ -537,3 +537,23 @@ def test_post_refused_by_the_budget_is_rate_limited_and_not_sent(server, setting
 def test_connection_failures_that_never_left_are_told_apart():
     assert _never_left(requests.ConnectTimeout())
     assert not _never_left(requests.ConnectionError("Connection aborted."))
+
+
+def test_without_a_budget_key_clients_of_one_token_share_a_budget_that_hides_the_token(server):
+    class RecordingBudget:
+        def __init__(self):
+            self.keys = []
+
+        def acquire(self, key, *, max_wait=None):
+            self.keys.append(key)
+
+        def penalize(self, key, seconds):
+            pass
+
+    budget = RecordingBudget()
+    server.script(*[ok({"regions": []})] * 3)
+    for token in (TOKEN, TOKEN, "another-token"):
+        DcdnClient(token=token, budget=budget).list_regions()
+    first, second, third = budget.keys
+    assert first == second != third
+    assert TOKEN not in first and first.startswith("token:")
