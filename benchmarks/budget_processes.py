@@ -123,7 +123,7 @@ def main() -> None:
         print(
             f"  {row['mode']:<8} ok={row['ok']:<4} upstream_429={row['upstream_429']:<4} "
             f"refused_by_budget={row['refused_by_budget']:<3} seconds={row['seconds']:<6} "
-            f"accepted per window={row['accepted_per_window']}"
+            f"average accepted per window={row['accepted_per_window']}"
         )
     base_429 = baseline["upstream_429"]
     print(
