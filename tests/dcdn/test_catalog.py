@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from decimal import Decimal
@@ -28,18 +27,8 @@ PLAN = Plan(
 
 
 @pytest.fixture(autouse=True)
-def private_cache(settings):
-    """The catalog in a Redis database of its own, under this run's prefix, emptied by key
-    rather than flushed: parallel test runs flush the shared test database between tests,
-    which would drop the fetch lock or the cached catalog mid-test."""
-    if settings.REDIS_URL:
-        settings.CACHES = {
-            "default": {
-                "BACKEND": "django.core.cache.backends.redis.RedisCache",
-                "LOCATION": settings.REDIS_URL.rsplit("/", 1)[0] + "/13",
-                "KEY_PREFIX": f"test{os.getpid()}",
-            }
-        }
+def no_cached_catalog():
+    """Neither a catalog nor a fetch lock left by another test."""
     cache.delete_many([CACHE_KEY, LOCK_KEY])
     yield
     cache.delete_many([CACHE_KEY, LOCK_KEY])

@@ -8,7 +8,7 @@ import uuid
 
 from panel.dcdn.catalog import catalog_get
 from panel.dcdn.client import DcdnClient
-from tests.dcdn.test_catalog import private_cache  # noqa: F401  (autouse fixture)
+from tests.dcdn.test_catalog import no_cached_catalog  # noqa: F401  (autouse fixture)
 
 
 def upstream_calls(sim) -> dict:

@@ -121,14 +121,6 @@ def unique_key() -> str:
     return f"test:{uuid.uuid4().hex}"
 
 
-@pytest.fixture(autouse=True)
-def _private_budget_db(settings):
-    """Budgets in a Redis database of their own: parallel test runs flush the cache's
-    database between tests, which could wipe a budget or penalty mid-test."""
-    if settings.REDIS_URL:
-        settings.DCDN_BUDGET_REDIS_URL = settings.REDIS_URL.rsplit("/", 1)[0] + "/14"
-
-
 @pytest.fixture
 def server(settings):
     srv = ScriptedServer()

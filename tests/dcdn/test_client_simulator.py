@@ -52,14 +52,6 @@ def unique_key() -> str:
 
 
 @pytest.fixture(autouse=True)
-def _private_budget_db(settings):
-    """Budgets in a Redis database of their own: parallel test runs flush the cache's
-    database between tests, which could wipe a budget or penalty mid-test."""
-    if settings.REDIS_URL:
-        settings.DCDN_BUDGET_REDIS_URL = settings.REDIS_URL.rsplit("/", 1)[0] + "/14"
-
-
-@pytest.fixture(autouse=True)
 def _fast_retries(settings):
     settings.DCDN_RETRY_BACKOFF_SECONDS = 0.01
 
