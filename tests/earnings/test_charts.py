@@ -80,3 +80,11 @@ def test_labels_are_escaped():
     object.__setattr__(node, "node_id", '<script>alert("x")</script>')
     html = render_to_string("earnings/_chart.html", {"chart": daily_chart(node)})
     assert "<script>" not in html
+
+
+def test_table_columns_show_eight_decimals_so_points_line_up():
+    from panel.earnings.templatetags.earnings_format import dcdn_column
+
+    assert dcdn_column(Decimal("12.5")) == "12.50000000"
+    assert dcdn_column(Decimal("1234.12345678")) == "1,234.12345678"
+    assert dcdn_column(None) == ""

@@ -28,6 +28,13 @@ def dcdn(value) -> str:
 
 
 @register.filter
+def dcdn_column(value) -> str:
+    """Always 8 decimals, for table columns whose decimal points should line up."""
+    number = _decimal(value)
+    return "" if number is None else f"{number.quantize(Decimal('0.00000001')):,f}"
+
+
+@register.filter
 def dcdn_short(value) -> str:
     """Two decimals for a glance (the home card): 405.61511804 -> "405.61". Rounded down,
     so a balance never reads as more than it is; pages with the details keep ``dcdn``."""
