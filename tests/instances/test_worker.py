@@ -87,27 +87,36 @@ def test_one_users_operations_share_one_list_per_interval(
     assert sim_calls(simulator).total() <= 4 + duration / fast_operations.DCDN_SNAPSHOT_SECONDS + 2
 
 
-@pytest.mark.fault
-def test_worker_killed_mid_create_leaves_one_instance_and_the_operation_finishes(
-    demo_owner, simulator, fast_operations, celery_workers, settings
-):
-    # The first worker gives up on an answer after 3 s, so its claim on the submit step
-    # expires a few seconds after it dies; DCDN applies the create, then stalls 2.5 s.
-    timeouts = {"DCDN_READ_TIMEOUT": 3, "DCDN_CONNECT_TIMEOUT": 1, "DCDN_BUDGET_MAX_WAIT": 0.5}
-    first = celery_workers(**timeouts)
+# The first worker gives up on an answer after 3 s, so its claim on the submit step
+# expires a few seconds after it dies; DCDN applies the create, then stalls 2.5 s.
+KILL_TIMEOUTS = {"DCDN_READ_TIMEOUT": 3, "DCDN_CONNECT_TIMEOUT": 1, "DCDN_BUDGET_MAX_WAIT": 0.5}
+
+
+def create_then_kill_the_worker_mid_post(*, owner, simulator, celery_workers) -> Operation:
+    """A create whose POST DCDN has applied, sent by a worker killed before the answer."""
+    first = celery_workers(**KILL_TIMEOUTS)
     sim_post(
         simulator, "/_sim/faults", {"hang_after_commit_ms": 2500, "hang_after_commit_count": 1}
     )
     sim_reset_calls(simulator)
-
-    operation = services.operation_create_request(user=demo_owner, name="web-1", **ORDER)
+    operation = services.operation_create_request(user=owner, name="web-1", **ORDER)
     wait_for(
         lambda: sim_calls(simulator)["POST /instances"] == 1,
         timeout=20,
         message="the worker never sent the create",
     )
-    kill_process(first)  # after DCDN applied the create, before its answer arrived
+    kill_process(first)
     operation.refresh_from_db()
+    return operation
+
+
+@pytest.mark.fault
+def test_worker_killed_mid_create_leaves_one_instance_and_the_operation_finishes(
+    demo_owner, simulator, fast_operations, celery_workers, settings
+):
+    operation = create_then_kill_the_worker_mid_post(
+        owner=demo_owner, simulator=simulator, celery_workers=celery_workers
+    )
     assert operation.state == "submitted" and operation.submitted_at and not operation.instance_id
 
     # A new worker with beat: its reconciler finds the operation overdue and re-enqueues it.
@@ -115,7 +124,7 @@ def test_worker_killed_mid_create_leaves_one_instance_and_the_operation_finishes
         beat=True,
         OPERATIONS_RECONCILE_SECONDS=1,
         OPERATIONS_RECONCILE_MARGIN_SECONDS=0.5,
-        **timeouts,
+        **KILL_TIMEOUTS,
     )
     wait_finished(operation, timeout=45, worker=second)
 
@@ -133,23 +142,12 @@ def test_worker_killed_mid_create_leaves_one_instance_and_the_operation_finishes
 def test_a_new_worker_without_beat_resumes_the_create_a_killed_worker_held(
     demo_owner, simulator, fast_operations, celery_workers, settings
 ):
-    timeouts = {"DCDN_READ_TIMEOUT": 3, "DCDN_CONNECT_TIMEOUT": 1, "DCDN_BUDGET_MAX_WAIT": 0.5}
-    first = celery_workers(**timeouts)
-    sim_post(
-        simulator, "/_sim/faults", {"hang_after_commit_ms": 2500, "hang_after_commit_count": 1}
+    operation = create_then_kill_the_worker_mid_post(
+        owner=demo_owner, simulator=simulator, celery_workers=celery_workers
     )
-    sim_reset_calls(simulator)
-
-    operation = services.operation_create_request(user=demo_owner, name="web-1", **ORDER)
-    wait_for(
-        lambda: sim_calls(simulator)["POST /instances"] == 1,
-        timeout=20,
-        message="the worker never sent the create",
-    )
-    kill_process(first)
 
     # No beat, so no periodic reconciler: only the worker's own start-up resume helps.
-    second = celery_workers(**timeouts)
+    second = celery_workers(**KILL_TIMEOUTS)
     wait_finished(operation, timeout=45, worker=second)
 
     assert operation.state == "succeeded", operation.error_message

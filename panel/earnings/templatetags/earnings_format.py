@@ -60,24 +60,24 @@ def usd_of(amount, price) -> str:
     return "" if value is None else usd(value)
 
 
+def _percent_text(number: Decimal) -> str:
+    """At most two decimals, no trailing zeros: 99.50 -> "99.5%"."""
+    text = format(number.quantize(Decimal("0.01")), "f").rstrip("0").rstrip(".")
+    return f"{text}%"
+
+
 @register.filter
 def percent(value) -> str:
     """A fraction as a percentage: 0.7 -> "70%"."""
     number = _decimal(value)
-    if number is None:
-        return ""
-    text = format((number * 100).quantize(Decimal("0.01")), "f").rstrip("0").rstrip(".")
-    return f"{text}%"
+    return "" if number is None else _percent_text(number * 100)
 
 
 @register.filter
 def uptime(value) -> str:
     """An uptime percentage with at most two decimals: 99.5 -> "99.5%"."""
     number = _decimal(value)
-    if number is None:
-        return ""
-    text = format(number.quantize(Decimal("0.01")), "f").rstrip("0").rstrip(".")
-    return f"{text}%"
+    return "" if number is None else _percent_text(number)
 
 
 @register.filter
